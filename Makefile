@@ -1,0 +1,37 @@
+# The two quickstart commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= examples/demo.toml
+
+.PHONY: run test bench venv test-venv clean demo-lists
+
+$(BIN)/digestd: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-extras: $(BIN)/digestd
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/digestd
+
+test-venv: $(VENV)/.test-extras
+
+run: $(BIN)/digestd
+	$(BIN)/digestd --config $(CONFIG) run
+
+test: $(VENV)/.test-extras
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.test-extras
+	$(BIN)/python -m benchmarks
+
+# Rebuild the bundled offline demo from ../shared/data/arxiv-daily (real papers, real formats).
+demo-lists: $(BIN)/digestd
+	$(BIN)/python scripts/make_demo_lists.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,335 @@
+"""TOML -> validated settings. Every key is declared once here, with its default and help text.
+
+``load_config`` collects *every* problem with its key path (``users[1].timezone: ...``) and raises one
+``ConfigError``; ``check-config`` prints them all.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import zoneinfo
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+DAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos far more often than intent: reject them with their path.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DigestdSettings(_Strict):
+    data_dir: str = Field("var", description="Directory for the SQLite database, the Maildir outbox and the secret key; relative to the config file.")
+    database_url: str = Field("", description="SQLAlchemy URL. Empty: sqlite:///<data_dir>/digestd.db. PostgreSQL: postgresql+psycopg://user@host/db.")
+    base_url: str = Field("http://127.0.0.1:8080", description="Public URL of the HTTP server; absolute links in mail and feeds start with it.")
+    listen: str = Field("127.0.0.1:8080", description="host:port the HTTP server of `run` listens on.")
+    secret_key_file: str = Field("", description="File holding the key that signs feedback and unsubscribe links. Empty: <data_dir>/secret.key, created on first start.")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    fetch_interval_minutes: int = Field(60, ge=1, description="`run` without a scheduler config: minutes between passes.")
+    link_max_age_days: int = Field(60, ge=1, description="Feedback links in mail older than this are refused as expired.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"must be an absolute http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not (0 < int(port) < 65536):
+            raise ValueError(f"must be host:port, got {v!r}")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"must be DEBUG, INFO, WARNING or ERROR, got {v!r}")
+        return v.upper()
+
+
+class SmtpSettings(_Strict):
+    host: str = Field(..., description="SMTP server host name.")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port: 587 for starttls, 465 for ssl, 25 for none.")
+    security: Literal["starttls", "ssl", "none"] = Field("starttls", description="starttls, ssl (implicit TLS) or none.")
+    username: str = Field("", description="Login name; empty: no authentication.")
+    password_env: str = Field("", description="Name of the environment variable holding the password.")
+    password_file: str = Field("", description="File holding the password (first line).")
+    from_: str = Field(..., alias="from", description='Sender, e.g. "Paper digest <digest@example.org>".')
+    timeout_seconds: float = Field(30.0, gt=0, description="Socket timeout for the SMTP conversation.")
+    max_attempts: int = Field(5, ge=1, description="Attempts for a temporary failure before the digest is marked failed.")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_plain_password(cls, data):
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("never put the password in the config; use password_env or password_file")
+        return data
+
+    def password(self) -> str | None:
+        if self.password_env:
+            return os.environ.get(self.password_env)
+        if self.password_file:
+            return Path(self.password_file).read_text().splitlines()[0].strip()
+        return None
+
+
+SourceType = Literal["hf_daily", "arxiv", "feed", "replay"]
+
+
+class SourceSettings(_Strict):
+    name: str = Field(..., description="Unique name; users refer to sources by it.")
+    type: SourceType = Field(..., description="hf_daily, arxiv, feed or replay.")
+    enabled: bool = Field(True, description="false: never fetched.")
+    schedule: str = Field("", description="Cron expression (5 fields, UTC) for fetching. Empty: a default per type.")
+    categories: list[str] = Field(default_factory=list, description="arxiv: categories, e.g. [\"cs.LG\", \"cs.CL\"].")
+    announce_types: list[Literal["new", "cross", "replace", "replace-cross"]] = Field(
+        default_factory=lambda: ["new", "cross"], description="arxiv (and replayed arXiv lists): which announce types to keep.")
+    url: str = Field("", description="feed: the RSS/Atom URL. hf_daily/arxiv: override the API base URL.")
+    path: str = Field("", description="replay: directory of saved lists named YYYY-MM-DD.<json|xml|atom|rss>; relative to the config file.")
+    limit: int = Field(100, ge=1, le=100, description="hf_daily: page size of the API.")
+    max_pages: int = Field(10, ge=1, description="hf_daily: stop paging after this many pages.")
+    format: Literal["auto", "rss", "atom"] = Field("auto", description="arxiv: which rss.arxiv.org flavour to fetch (auto = atom).")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", v):
+            raise ValueError(f"must be letters, digits, '-', '_' or '.', got {v!r}")
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if v:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(v, timezone="UTC")
+            except ValueError as e:
+                raise ValueError(f"not a valid cron expression {v!r}: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _per_type(self):
+        if self.type == "arxiv" and not self.categories:
+            raise ValueError("type arxiv needs categories, e.g. [\"cs.LG\"]")
+        if self.type == "feed" and not self.url:
+            raise ValueError("type feed needs url")
+        if self.type == "replay" and not self.path:
+            raise ValueError("type replay needs path")
+        return self
+
+
+class UserSettings(_Strict):
+    id: str = Field(..., description="Unique user id, used on the command line.")
+    email: str = Field(..., description="Where the digest is mailed.")
+    name: str = Field("", description="Display name used in the greeting.")
+    timezone: str = Field("UTC", description="IANA time zone, e.g. Europe/Berlin; send_at is local time there.")
+    send_at: str = Field("07:30", description="Local time HH:MM at which the digest is sent.")
+    days: list[str] = Field(default_factory=lambda: DAY_NAMES[:5], description="Days the digest is sent: mon..sun.")
+    digest_size: int = Field(10, ge=1, le=100, description="Most papers in one digest; a thin day gives fewer.")
+    keywords: list[str] = Field(default_factory=list, description="Cold start: topics, one phrase each.")
+    seed_papers: list[str] = Field(default_factory=list, description="Cold start: arXiv ids of papers the user likes.")
+    authors: list[str] = Field(default_factory=list, description="Cold start: authors whose papers the user wants.")
+    sources: list[str] = Field(default_factory=list, description="Names of the sources this user reads; empty: all.")
+    formats: list[Literal["email", "rss"]] = Field(default_factory=lambda: ["email", "rss"], description="email, rss, or both.")
+    subscribed: bool = Field(True, description="false: no mail (the feed still works). One-click unsubscribe also sets this.")
+    on_empty: Literal["skip", "note"] = Field("note", description="A day with nothing relevant: skip the mail, or send a short note.")
+    explore: bool = Field(True, description="Add one clearly marked exploration pick per digest.")
+    min_score: float | None = Field(None, description="Papers scoring below this are left out. Empty: learned per user.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.@\-]+", v):
+            raise ValueError(f"must be letters, digits, '-', '_', '.', '@', got {v!r}")
+        return v
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", v):
+            raise ValueError(f"not an email address: {v!r}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name like Europe/Berlin)") from None
+        return v
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at(cls, v: str) -> str:
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v)
+        if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+            raise ValueError(f"must be HH:MM, got {v!r}")
+        return f"{int(m.group(1)):02d}:{m.group(2)}"
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        out = []
+        for d in v:
+            d3 = d.strip().lower()[:3]
+            if d3 not in DAY_NAMES:
+                raise ValueError(f"unknown day {d!r} (use mon, tue, wed, thu, fri, sat, sun)")
+            out.append(d3)
+        return out
+
+    @field_validator("seed_papers")
+    @classmethod
+    def _seeds(cls, v: list[str]) -> list[str]:
+        from .ids import bare_arxiv_id
+
+        out = []
+        for s in v:
+            bare = bare_arxiv_id(s)
+            if not bare:
+                raise ValueError(f"not an arXiv id: {s!r}")
+            out.append(bare)
+        return out
+
+    @property
+    def send_hour_minute(self) -> tuple[int, int]:
+        h, m = self.send_at.split(":")
+        return int(h), int(m)
+
+
+class Settings(_Strict):
+    digestd: DigestdSettings = Field(default_factory=DigestdSettings, description="Global settings.")
+    smtp: SmtpSettings | None = Field(None, description="Absent: mail goes to the Maildir <data_dir>/outbox.")
+    sources: list[SourceSettings] = Field(default_factory=list, description="The lists to pull.")
+    users: list[UserSettings] = Field(default_factory=list, description="The subscribers.")
+
+    # Where the config file lives; relative paths resolve against it.
+    config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        problems = []
+        names = [s.name for s in self.sources]
+        for i, n in enumerate(names):
+            if names.index(n) != i:
+                problems.append(f"sources[{i}].name: duplicate source name {n!r}")
+        ids = [u.id for u in self.users]
+        for i, u in enumerate(self.users):
+            if ids.index(u.id) != i:
+                problems.append(f"users[{i}].id: duplicate user id {u.id!r}")
+            for j, s in enumerate(u.sources):
+                if s not in names:
+                    problems.append(f"users[{i}].sources[{j}]: no source named {s!r}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # -- derived paths -------------------------------------------------------------------------
+    def resolve(self, p: str) -> Path:
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else (self.config_dir / path)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.resolve(self.digestd.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.digestd.database_url or f"sqlite:///{self.data_dir / 'digestd.db'}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.resolve(self.digestd.secret_key_file) if self.digestd.secret_key_file else self.data_dir / "secret.key"
+
+    def source(self, name: str) -> SourceSettings | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def user(self, user_id: str) -> UserSettings | None:
+        return next((u for u in self.users if u.id == user_id), None)
+
+    def user_sources(self, user: UserSettings) -> list[str]:
+        return user.sources or [s.name for s in self.sources]
+
+
+def _loc_to_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _problems_from(err: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
+        path = _loc_to_path(loc)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        # A cross-check error carries several "path: message" lines of its own.
+        for line in msg.split("\n"):
+            sub, sep, rest = line.partition(": ")
+            if sep and re.fullmatch(r"[\w\[\].]+", sub) and not path:
+                problems.append((sub, rest))
+            else:
+                problems.append((path, line))
+    return problems
+
+
+def parse_config(text: str, *, config_dir: Path | None = None, path: str | None = None) -> Settings:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("invalid TOML", [("", f"invalid TOML: {e}")], path=path) from e
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError("invalid config", _problems_from(e), path=path) from e
+    settings.config_dir = (config_dir or Path.cwd()).resolve()
+    return settings
+
+
+def config_path(explicit: str | None) -> Path:
+    return Path(explicit or os.environ.get("DIGESTD_CONFIG") or "digestd.toml")
+
+
+def load_config(explicit: str | None = None) -> Settings:
+    path = config_path(explicit)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}", [("", "file not found (pass --config FILE or set DIGESTD_CONFIG)")], path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}", [("", f"cannot read: {e}")], path=str(path)) from e
+    return parse_config(text, config_dir=path.parent, path=str(path))
+
+
+def documented_keys() -> dict[str, dict[str, str]]:
+    """Every settable key with its help text, per table; README completeness is tested against it."""
+    out: dict[str, dict[str, str]] = {}
+    for table, model in (("digestd", DigestdSettings), ("smtp", SmtpSettings), ("sources", SourceSettings), ("users", UserSettings)):
+        out[table] = {(f.alias or name): (f.description or "") for name, f in model.model_fields.items()}
+    return out

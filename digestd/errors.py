@@ -1,0 +1,106 @@
+"""The one exception tree of digestd.
+
+    DigestdError                      every error digestd raises on purpose
+    ├── ConfigError                   the config file is missing, unreadable or invalid (carries every problem)
+    ├── SourceError                   concerns one source (``source``)
+    │   ├── FetchError                the network or the server failed (timeouts, 4xx/5xx, 429)
+    │   └── ParseError                the bytes are not a list digestd understands
+    ├── UserError                     concerns one user (``user``): unknown user, bad import file
+    │   └── ImportFileError           a liked-papers file that cannot be read
+    ├── PaperNotFound                 a paper id nobody has listed (``paper``)
+    ├── StoreError                    the database refused or is unreachable
+    ├── DeliveryError                 mail could not be handed over (``user``)
+    │   ├── TemporaryDeliveryError    4xx, disconnects: retry with backoff
+    │   └── PermanentDeliveryError    5xx: record on the digest, do not retry
+    └── TokenError                    a feedback/unsubscribe/feed token is tampered, expired or unknown
+
+Third-party errors are wrapped at the boundary: ``raise FetchError(...) from e``.
+"""
+from __future__ import annotations
+
+
+class DigestdError(Exception):
+    """Base of every error digestd raises on purpose; ``str()`` is one line for the user."""
+
+    def __init__(self, message: str, **ids: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.ids = {k: v for k, v in ids.items() if v is not None}
+
+    def __str__(self) -> str:
+        where = " ".join(f"{k}={v}" for k, v in self.ids.items())
+        return f"{self.message} ({where})" if where else self.message
+
+
+class ConfigError(DigestdError):
+    """The config is invalid; ``problems`` holds every ``(key path, message)``."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+        self.path = path
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        prefix = f"{self.path}: " if self.path else ""
+        return "\n".join(f"{prefix}{key}: {msg}" if key else f"{prefix}{msg}" for key, msg in self.problems)
+
+
+class SourceError(DigestdError):
+    def __init__(self, message: str, source: str | None = None, **ids: object) -> None:
+        super().__init__(message, source=source, **ids)
+        self.source = source
+
+
+class FetchError(SourceError):
+    """The network or the server failed. ``retry_after`` is seconds the server asked us to wait."""
+
+    def __init__(self, message: str, source: str | None = None, url: str | None = None,
+                 status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, source=source, url=url, status=status)
+        self.url = url
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ParseError(SourceError):
+    pass
+
+
+class UserError(DigestdError):
+    def __init__(self, message: str, user: str | None = None, **ids: object) -> None:
+        super().__init__(message, user=user, **ids)
+        self.user = user
+
+
+class ImportFileError(UserError):
+    pass
+
+
+class PaperNotFound(DigestdError):
+    def __init__(self, message: str, paper: str | None = None) -> None:
+        super().__init__(message, paper=paper)
+        self.paper = paper
+
+
+class StoreError(DigestdError):
+    pass
+
+
+class DeliveryError(DigestdError):
+    def __init__(self, message: str, user: str | None = None, **ids: object) -> None:
+        super().__init__(message, user=user, **ids)
+        self.user = user
+
+
+class TemporaryDeliveryError(DeliveryError):
+    pass
+
+
+class PermanentDeliveryError(DeliveryError):
+    pass
+
+
+class TokenError(DigestdError):
+    pass
