@@ -1,0 +1,80 @@
+"""The one place that wires settings, clock, HTTP transport, database and mailer together."""
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from .clock import Clock, SystemClock
+from .config import Settings
+from .store import Store, open_store
+from .tokens import Signer, load_or_create_secret
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: Store
+    clock: Clock
+    http: object                       # sources.http.HttpClient
+    signer: Signer
+    mailer_factory: Callable[[], AbstractContextManager]
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.settings.digestd.base_url).hostname or "localhost"
+
+    @property
+    def from_addr(self) -> str:
+        if self.settings.smtp is not None:
+            return self.settings.smtp.from_
+        return f"digestd <digestd@{self.host}>"
+
+    @property
+    def list_id(self) -> str:
+        return f"digestd daily digest <digest.{self.host}>"
+
+    @property
+    def max_send_attempts(self) -> int:
+        return self.settings.smtp.max_attempts if self.settings.smtp else 3
+
+    def mailer(self) -> AbstractContextManager:
+        return self.mailer_factory()
+
+    def close(self) -> None:
+        self.store.dispose()
+        close = getattr(self.http, "close", None)
+        if close:
+            close()
+
+
+def default_mailer_factory(settings: Settings) -> Callable[[], AbstractContextManager]:
+    from .mail import MaildirMailer, SmtpMailer
+
+    if settings.smtp is None:
+        return lambda: MaildirMailer(settings.outbox_dir)
+    smtp = settings.smtp
+    return lambda: SmtpMailer(smtp, smtp.password())
+
+
+def build_app(settings: Settings, *, clock: Clock | None = None, transport: httpx.BaseTransport | None = None,
+              mailer_factory: Callable[[], AbstractContextManager] | None = None, store: Store | None = None,
+              sync_users: bool = True) -> App:
+    from .sources.http import HttpClient
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    clock = clock or SystemClock()
+    store = store or open_store(settings.database_url)
+    signer = Signer(load_or_create_secret(settings.secret_key_path))
+    http = HttpClient(transport, user_agent=f"digestd/0.1 (+{settings.digestd.base_url})")
+    app = App(settings=settings, store=store, clock=clock, http=http, signer=signer,
+              mailer_factory=mailer_factory or default_mailer_factory(settings))
+    if sync_users:
+        store.sync_users(settings.users, clock.now())
+    return app

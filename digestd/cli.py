@@ -1,0 +1,243 @@
+"""Command line: parse, load config, build the app, call one function, map errors to exit codes.
+
+Exit codes: 0 ok, 1 a runtime error (one line on stderr), 2 invalid config or usage.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+
+from .errors import ConfigError, DigestdError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _date(s: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {s!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="digestd", description="A personal daily digest of new research papers.")
+    p.add_argument("--config", metavar="FILE", help="config file (default: $DIGESTD_CONFIG, then ./digestd.toml)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("check-config", help="report every problem in the config with its key path; exit 2 when invalid")
+
+    f = sub.add_parser("fetch", help="pull lists now")
+    f.add_argument("--source", metavar="NAME", help="only this source (fetched even while it backs off)")
+    f.add_argument("--date", type=_date, metavar="D", help="the list of day D (YYYY-MM-DD)")
+
+    r = sub.add_parser("run", help="the daemon: scheduler and HTTP server")
+    r.add_argument("--once", action="store_true", help="fetch, deliver every digest due by now today, exit")
+
+    d = sub.add_parser("digest", help="render a user's digest without sending it")
+    d.add_argument("user")
+    d.add_argument("--date", type=_date, metavar="D")
+    d.add_argument("--format", choices=["text", "html", "eml"], default="text")
+    d.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+
+    s = sub.add_parser("send", help="deliver digests now")
+    s.add_argument("--user", metavar="USER", help="only this user (due or not)")
+    s.add_argument("--date", type=_date, metavar="D", help="the digest of day D")
+    s.add_argument("--force", action="store_true", help="send again even if already sent")
+
+    fe = sub.add_parser("feed", help="print the user's Atom feed")
+    fe.add_argument("user")
+
+    fb = sub.add_parser("feedback", help="record a vote")
+    fb.add_argument("user")
+    fb.add_argument("paper", help="arXiv id (any spelling) or the paper's key")
+    fb.add_argument("vote", choices=["up", "down", "clear"])
+
+    im = sub.add_parser("import", help="liked papers: arXiv ids (one a line), BibTeX, or Zotero CSV")
+    im.add_argument("user")
+    im.add_argument("file")
+
+    ex = sub.add_parser("export", help="the user's data as JSON")
+    ex.add_argument("user")
+
+    st = sub.add_parser("status", help="sources, users, counts")
+    st.add_argument("--json", action="store_true", help="machine-readable")
+
+    ev = sub.add_parser("eval", help="replay evaluation of ranking methods")
+    ev.add_argument("--papers", required=True, metavar="P", help="JSON lines: id, title, abstract")
+    ev.add_argument("--ratings", required=True, metavar="R", help="CSV: user_id,paper_id,rating,time")
+    ev.add_argument("-K", type=int, default=5, help="training positives per user (default 5)")
+    ev.add_argument("-N", type=int, default=20, help="cut-off for recall and nDCG (default 20)")
+    ev.add_argument("--json", metavar="F", help="write the results as JSON")
+    ev.add_argument("--plot", metavar="F", help="write a PNG of recall@N for N = 1..50")
+    ev.add_argument("--backend", metavar="NAME", help="ranking backend for the digestd method (default: tfidf)")
+    ev.add_argument("--methods", metavar="LIST", help="comma-separated methods (default: all available)")
+
+    rt = sub.add_parser("rotate-feed-token", help="replace the user's private feed URL")
+    rt.add_argument("user")
+    return p
+
+
+def _write(text: str | bytes, out: str | None) -> None:
+    if out:
+        mode = "wb" if isinstance(text, bytes) else "w"
+        with open(out, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
+            fh.write(text)
+    elif isinstance(text, bytes):
+        sys.stdout.buffer.write(text)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _print_status(st: dict) -> None:
+    print(f"database: {st['database']}")
+    print("sources:")
+    for s in st["sources"]:
+        state = "disabled" if not s["enabled"] else ("ok" if not s["last_error"] else f"ERROR x{s['error_count']}")
+        print(f"  {s['name']:<14} {s['type']:<8} {state:<10} last success: {s['last_success'] or 'never'}"
+              f" ({s['last_count'] if s['last_count'] is not None else '-'} papers)")
+        if s["last_error"]:
+            print(f"  {'':<14} last error at {s['last_error_at']}: {s['last_error']}; next try {s['next_retry']}")
+    print("users:")
+    for u in st["users"]:
+        flags = [] if u["active"] else ["removed from config"]
+        if not u["subscribed"]:
+            flags.append("unsubscribed")
+        last = f"{u['last_digest']} {u['last_status']}" if u["last_digest"] else "no digest yet"
+        print(f"  {u['id']:<14} last digest: {last}" + (f" [{', '.join(flags)}]" if flags else ""))
+        if u["last_error"] and u["last_status"] in ("failed", "retry"):
+            print(f"  {'':<14} error: {u['last_error']}")
+    print("counts: " + ", ".join(f"{k} {v}" for k, v in st["counts"].items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_USAGE
+    except DigestdError as e:
+        print(f"digestd: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _dispatch(args) -> int:
+    if args.command == "eval":
+        from .evaluate import run as run_eval
+
+        methods = args.methods.split(",") if args.methods else None
+        return run_eval(args.papers, args.ratings, k=args.K, n=args.N, json_path=args.json, plot_path=args.plot,
+                        backend=args.backend, methods=methods)
+
+    from .config import load_config
+    from .logs import setup_logging
+
+    settings = load_config(args.config)
+    if args.command == "check-config":
+        print(f"{settings.config_dir}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
+        return EXIT_OK
+    setup_logging(settings.digestd.log_level)
+
+    from . import jobs
+    from .app import build_app
+
+    if args.command == "run" and not args.once:
+        from .daemon import serve
+
+        return serve(settings)
+
+    app = build_app(settings)
+    try:
+        return _command(app, args, jobs)
+    finally:
+        app.close()
+
+
+def _command(app, args, jobs) -> int:
+    cmd = args.command
+    if cmd == "fetch":
+        outcomes = jobs.fetch_all(app, only=args.source, day=args.date)
+        failed = 0
+        for o in outcomes:
+            if o.error:
+                failed += 1
+                print(f"{o.source}: ERROR {o.error}", file=sys.stderr)
+            elif o.skipped:
+                print(f"{o.source}: skipped ({o.skipped})")
+            else:
+                print(f"{o.source} {o.day}: {o.papers} papers, {o.new_papers} new"
+                      + (" (not modified)" if o.not_modified else ""))
+        return EXIT_ERROR if failed and failed == len(outcomes) else EXIT_OK
+    if cmd == "run":
+        fetched, delivered = jobs.run_once(app)
+        for o in fetched:
+            if o.error:
+                print(f"fetch {o.source}: ERROR {o.error}", file=sys.stderr)
+            elif not o.skipped:
+                print(f"fetch {o.source} {o.day}: {o.papers} papers ({o.new_papers} new)")
+        for d in delivered:
+            print(f"digest {d.user} {d.day}: {d.status}" + (f", {d.papers} papers" if d.papers else "")
+                  + (f" ({d.error})" if d.error else ""))
+        if app.settings.smtp is None:
+            print(f"mail: Maildir {app.settings.outbox_dir}")
+        return EXIT_OK
+    if cmd == "digest":
+        from .render import build_message, render_html, render_text
+
+        v = jobs.preview(app, args.user, args.date)
+        if args.format == "text":
+            _write(render_text(v), args.out)
+        elif args.format == "html":
+            _write(render_html(v), args.out)
+        else:
+            msg = build_message(v, from_addr=app.from_addr, message_id=f"<preview.{v.user_id}.{v.day}@{app.host}>",
+                                date=app.clock.now(), list_id=app.list_id)
+            _write(msg.as_bytes(), args.out)
+        return EXIT_OK
+    if cmd == "send":
+        outcomes = jobs.deliver_due(app, only_user=args.user, day=args.date, force=args.force)
+        if not outcomes:
+            print("no digest is due now")
+        bad = 0
+        for d in outcomes:
+            print(f"{d.user} {d.day}: {d.status}" + (f", {d.papers} papers" if d.papers else "")
+                  + (f" ({d.error})" if d.error else "") + (" (use --force to send again)" if d.status == "already" else ""))
+            bad += d.status in ("failed", "retry")
+        return EXIT_ERROR if bad else EXIT_OK
+    if cmd == "feed":
+        _write(jobs.feed_xml(app, args.user), None)
+        return EXIT_OK
+    if cmd == "feedback":
+        key = jobs.apply_feedback(app, args.user, args.paper, args.vote, via="cli")
+        print(f"{args.user}: {args.vote} {key}")
+        return EXIT_OK
+    if cmd == "import":
+        res = jobs.import_liked(app, args.user, args.file)
+        print(f"{args.user}: imported {res['imported']} liked papers from {args.file}"
+              + (f" ({res['without_text']} not yet seen in any list; they count once they are)" if res["without_text"] else ""))
+        return EXIT_OK
+    if cmd == "export":
+        print(json.dumps(jobs.export_user(app, args.user), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if cmd == "status":
+        st = jobs.status(app)
+        if args.json:
+            print(json.dumps(st, indent=2))
+        else:
+            _print_status(st)
+        return EXIT_OK
+    if cmd == "rotate-feed-token":
+        print(jobs.rotate_feed_token(app, args.user))
+        return EXIT_OK
+    raise AssertionError(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
