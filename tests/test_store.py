@@ -1,0 +1,118 @@
+import datetime as dt
+
+from digestd.config import UserSettings
+from digestd.models import FetchedPaper
+from digestd.store import DigestItem, open_store
+
+T0 = dt.datetime(2025, 5, 20, 9, 0, tzinfo=dt.timezone.utc)
+
+
+def paper(key, title="A title", **kw):
+    return FetchedPaper(key=key, title=title, abstract=kw.pop("abstract", "An abstract."), arxiv_id=key, **kw)
+
+
+def user(uid="alice", **kw):
+    return UserSettings(id=uid, email=f"{uid}@example.org", **kw)
+
+
+def test_one_paper_from_two_sources_is_one_paper_with_two_listings(any_database_url):
+    s = open_store(any_database_url)
+    assert s.upsert_papers("arxiv", dt.date(2025, 5, 20), [paper("2505.10575", version=1)], T0) == (1, 1)
+    assert s.upsert_papers("hf", dt.date(2025, 5, 20), [paper("2505.10575", upvotes=12)], T0) == (0, 1)
+    assert s.upsert_papers("hf", dt.date(2025, 5, 20), [paper("2505.10575")], T0) == (0, 0)
+    assert s.counts()["papers"] == 1 and s.counts()["listings"] == 2
+    p = s.get_paper("2505.10575")
+    assert p.version == 1 and p.upvotes == 12
+    assert sorted(s.sources_of(["2505.10575"])["2505.10575"]) == ["arxiv", "hf"]
+
+
+def test_a_longer_abstract_from_another_source_is_kept_and_never_blanked(any_database_url):
+    s = open_store(any_database_url)
+    s.upsert_papers("a", dt.date(2025, 5, 20), [paper("2505.10575", abstract="Long abstract text here.")], T0)
+    s.upsert_papers("b", dt.date(2025, 5, 20), [paper("2505.10575", abstract="")], T0)
+    assert s.get_paper("2505.10575").abstract == "Long abstract text here."
+
+
+def test_a_user_removed_from_the_config_is_deactivated_with_their_feedback_kept(any_database_url):
+    s = open_store(any_database_url)
+    s.sync_users([user("alice"), user("bob")], T0)
+    s.upsert_papers("arxiv", dt.date(2025, 5, 20), [paper("2505.10575")], T0)
+    s.set_vote("bob", "2505.10575", "up", "cli", T0)
+    added, changed, removed = s.sync_users([user("alice")], T0)
+    assert removed == ["bob"]
+    assert [u.id for u in s.users()] == ["alice"]
+    assert [v.paper.key for v in s.votes("bob")] == ["2505.10575"]
+    s.sync_users([user("alice"), user("bob")], T0)
+    assert [u.id for u in s.users()] == ["alice", "bob"]
+
+
+def test_a_vote_is_an_upsert_with_history(any_database_url):
+    s = open_store(any_database_url)
+    s.sync_users([user()], T0)
+    s.upsert_papers("arxiv", dt.date(2025, 5, 20), [paper("2505.10575")], T0)
+    s.set_vote("alice", "2505.10575", "up", "email", T0)
+    s.set_vote("alice", "2505.10575", "up", "email", T0)
+    assert len(s.votes("alice")) == 1
+    s.set_vote("alice", "2505.10575", "down", "web", T0)
+    assert s.votes("alice")[0].vote == -1 and s.downvoted_keys("alice") == {"2505.10575"}
+    s.set_vote("alice", "2505.10575", "clear", "cli", T0)
+    assert s.votes("alice") == []
+    assert [e.vote for e in s.feedback_events("alice")] == ["up", "up", "down", "clear"]
+
+
+def test_a_day_is_claimed_once_even_when_two_workers_race(any_database_url):
+    s = open_store(any_database_url)
+    s.sync_users([user()], T0)
+    first = s.claim_digest("alice", dt.date(2025, 5, 20), T0, "w1")
+    second = s.claim_digest("alice", dt.date(2025, 5, 20), T0, "w2")
+    assert first is not None and second is None
+    s.finish_digest(first.id, "sent", T0, message_id="<m@x>")
+    assert s.claim_digest("alice", dt.date(2025, 5, 20), T0 + dt.timedelta(hours=5), "w3") is None
+
+
+def test_a_stale_claim_from_a_crashed_worker_is_taken_over(any_database_url):
+    s = open_store(any_database_url)
+    s.sync_users([user()], T0)
+    assert s.claim_digest("alice", dt.date(2025, 5, 20), T0, "crashed") is not None
+    assert s.claim_digest("alice", dt.date(2025, 5, 20), T0 + dt.timedelta(minutes=5), "w2") is None
+    again = s.claim_digest("alice", dt.date(2025, 5, 20), T0 + dt.timedelta(minutes=30), "w2")
+    assert again is not None and again.claimed_by == "w2"
+
+
+def test_a_retry_is_claimable_only_after_its_backoff(any_database_url):
+    s = open_store(any_database_url)
+    s.sync_users([user()], T0)
+    d = s.claim_digest("alice", dt.date(2025, 5, 20), T0, "w1")
+    s.finish_digest(d.id, "retry", T0, error="421", next_attempt_at=T0 + dt.timedelta(minutes=2))
+    assert s.claim_digest("alice", dt.date(2025, 5, 20), T0 + dt.timedelta(minutes=1), "w1") is None
+    assert s.claim_digest("alice", dt.date(2025, 5, 20), T0 + dt.timedelta(minutes=3), "w1") is not None
+
+
+def test_sent_papers_are_remembered_per_user(any_database_url):
+    s = open_store(any_database_url)
+    s.sync_users([user(), user("bob")], T0)
+    s.upsert_papers("arxiv", dt.date(2025, 5, 20), [paper("2505.10575"), paper("2505.10576")], T0)
+    d = s.claim_digest("alice", dt.date(2025, 5, 20), T0, "w")
+    s.save_digest_items(d, [DigestItem(digest_id=0, user_id="", paper_key="2505.10575", position=0, score=1.0)], T0, T0, None)
+    s.finish_digest(d.id, "sent", T0, message_id="<m@x>")
+    assert s.sent_keys("alice") == {"2505.10575"} and s.sent_keys("bob") == set()
+    assert [(dd.day, keys) for dd, keys in s.digests("alice")] == [(dt.date(2025, 5, 20), ["2505.10575"])]
+
+
+def test_candidates_are_the_papers_first_seen_in_the_window(any_database_url):
+    s = open_store(any_database_url)
+    s.upsert_papers("arxiv", dt.date(2025, 5, 19), [paper("2505.10575")], T0 - dt.timedelta(days=1))
+    s.upsert_papers("arxiv", dt.date(2025, 5, 20), [paper("2505.10576")], T0)
+    s.upsert_papers("blog", dt.date(2025, 5, 20), [paper("2505.10577")], T0)
+    keys = {p.key for p in s.candidate_papers(["arxiv"], T0 - dt.timedelta(hours=1), T0)}
+    assert keys == {"2505.10576"}
+
+
+def test_source_errors_count_up_and_a_success_resets_them(any_database_url):
+    s = open_store(any_database_url)
+    assert s.record_fetch_error("hf", T0, "boom", T0 + dt.timedelta(minutes=5)) == 1
+    assert s.record_fetch_error("hf", T0, "boom", T0 + dt.timedelta(minutes=10)) == 2
+    s.record_fetch_success("hf", T0, 3, etag='"abc"')
+    st = s.source_state("hf")
+    assert st.error_count == 0 and st.next_retry_at is None and st.etag == '"abc"'
+    assert st.last_success_at == T0
