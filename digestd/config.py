@@ -31,7 +31,6 @@ class DigestdSettings(_Strict):
     listen: str = Field("127.0.0.1:8080", description="host:port the HTTP server of `run` listens on.")
     secret_key_file: str = Field("", description="File holding the key that signs feedback and unsubscribe links. Empty: <data_dir>/secret.key, created on first start.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
-    fetch_interval_minutes: int = Field(60, ge=1, description="`run` without a scheduler config: minutes between passes.")
     link_max_age_days: int = Field(60, ge=1, description="Feedback links in mail older than this are refused as expired.")
 
     @field_validator("base_url")
