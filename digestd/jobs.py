@@ -18,7 +18,7 @@ from .logs import get_logger
 from .models import Digest as DigestView
 from .models import DigestPaper, FetchedPaper, PaperText, ProfileInput, Vote
 from .store import DigestItem, Paper, paper_text
-from .tokens import hash_token, new_nonce
+from .tokens import hash_token, new_nonce, tokens_equal
 
 if TYPE_CHECKING:
     from .app import App
@@ -492,3 +492,103 @@ def status(app: "App") -> dict:
                       "last_digest": d.day.isoformat() if d else None, "last_status": d.status if d else None,
                       "last_sent_at": _iso(d.sent_at) if d else None, "last_error": d.error if d else None})
     return {"sources": sources, "users": users, "counts": app.store.counts(), "database": app.store.safe_url}
+
+
+# ---------------------------------------------------------------------------------------------
+# The daemon's units (issue 3): what is owed now, private feeds, subscriptions
+# ---------------------------------------------------------------------------------------------
+# A claim older than this is taken to belong to a process that died mid-send (as in claim_digest).
+STALE_CLAIM = dt.timedelta(minutes=15)
+
+
+def pending_deliveries(app: "App", now: dt.datetime, only_user: str | None = None) -> list[tuple[UserSettings, dt.date]]:
+    """Digests owed by ``now``: today's (local) when due and not yet taken, plus any digest of an
+    earlier day waiting in ``retry``: its papers are already reserved for it and nowhere else."""
+    work: list[tuple[UserSettings, dt.date]] = []
+    users = [u for u in app.settings.users if only_user is None or u.id == only_user]
+    for user in users:
+        days = {d.day for d in app.store.digests_to_retry(user.id, now)}
+        today = due_day(user, now)
+        if today is not None:
+            row = app.store.get_digest(user.id, today)
+            if row is None or (row.status == "claimed" and row.claimed_at and row.claimed_at < now - STALE_CLAIM):
+                days.add(today)
+        work.extend((user, d) for d in sorted(days))
+    return work
+
+
+def deliver_pending(app: "App", *, only_user: str | None = None, should_stop=lambda: False) -> list[DeliveryOutcome]:
+    """Send what is owed now through one mail connection; ``should_stop`` is asked between users so
+    a shutdown finishes the message in flight and leaves the rest to the next start."""
+    work = pending_deliveries(app, app.clock.now(), only_user)
+    outcomes: list[DeliveryOutcome] = []
+    if not work:
+        return outcomes
+    with app.mailer() as mailer:
+        for user, d in work:
+            if should_stop():
+                break
+            outcomes.append(deliver_user(app, user, d, mailer))
+    return outcomes
+
+
+def sources_to_fetch(app: "App", now: dt.datetime, *, never_succeeded: bool) -> list[SourceSettings]:
+    """Enabled sources whose backoff has run out, and (at start) those never fetched successfully."""
+    states = app.store.all_source_states()
+    out = []
+    for src in app.settings.sources:
+        if not src.enabled:
+            continue
+        st = states.get(src.name)
+        if st is None or st.last_success_at is None:
+            if never_succeeded or (st is not None and st.next_retry_at and st.next_retry_at <= now):
+                out.append(src)
+        elif st.error_count and st.next_retry_at and st.next_retry_at <= now:
+            out.append(src)
+    return out
+
+
+def user_for_feed_token(app: "App", token: str) -> str | None:
+    """The configured user whose private feed ``token`` opens, else None (no hint why)."""
+    digest = hash_token(token)
+    row = app.store.user_by_feed_token_hash(digest)
+    if row is None or not row.feed_token_hash or not tokens_equal(row.feed_token_hash, digest):
+        return None
+    if app.settings.user(row.id) is None:
+        return None
+    return row.id
+
+
+def _software_version() -> str:
+    # A new release may render the same items differently; readers should fetch it again.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("digestd")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def feed_version(app: "App", user_id: str) -> tuple[str, dt.datetime]:
+    """(ETag, Last-Modified) of the user's feed, from what it lists rather than from its bytes: the
+    bytes change on every render (feedback links carry their signing time) while the content does not."""
+    import hashlib
+
+    urow = app.store.get_user(user_id)
+    cfg = app.settings.user(user_id)
+    rows = app.store.feed_items(user_id)
+    h = hashlib.sha256()
+    h.update(f"{_software_version()}\0{user_id}\0{cfg.name if cfg else ''}\0{urow.feed_nonce}\0{app.settings.digestd.base_url}\0".encode())
+    newest = urow.created_at or dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    for item, _paper, digest in rows:
+        at = digest.sent_at or digest.claimed_at
+        h.update(f"{digest.id}:{at.isoformat() if at else ''}:{item.paper_key}:{item.position}\n".encode())
+        if at and at > newest:
+            newest = at
+    return f'W/"{h.hexdigest()[:32]}"', newest.replace(microsecond=0)
+
+
+def set_subscription(app: "App", user_id: str, subscribed: bool, *, via_link: bool) -> None:
+    app.store.set_subscribed(user_id, subscribed, app.clock.now(), via_link=via_link)
+    log.info("%s%s", "subscribed again" if subscribed else "unsubscribed", " by link" if via_link else "",
+             extra={"user": user_id})

@@ -403,6 +403,13 @@ class Store:
             s.commit()
             return row
 
+    # (issue 3, daemon) digests whose delivery failed temporarily and whose next attempt is due.
+    def digests_to_retry(self, user_id: str, now: dt.datetime) -> list[Digest]:
+        with self.session() as s:
+            q = select(Digest).where(Digest.user_id == user_id, Digest.status == "retry",
+                                     sa.or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now))
+            return list(s.exec(q.order_by(Digest.day)))
+
     def release_digest(self, digest_id: int) -> None:
         """Give a claim back (shutdown mid-run): the next pass may take it at once."""
         with self.session() as s:
