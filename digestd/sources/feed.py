@@ -4,6 +4,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import logging
+import xml.sax
 
 import feedparser
 
@@ -25,13 +26,13 @@ def parse_feed(data: bytes, source: str = "feed") -> list[FetchedPaper]:
         # feedparser accepts almost anything; no version means it found no feed at all.
         reason = one_line(str(d.get("bozo_exception") or "no <rss> or <feed> element"))
         raise ParseError(f"not an RSS or Atom feed: {reason}", source=source)
+    papers = [p for p in map(_paper, d.entries) if p is not None]
     if d.get("bozo"):
-        log.info("feed parsed leniently: %s", one_line(str(d.get("bozo_exception"))), extra={"source": source})
-    papers = []
-    for entry in d.entries:
-        paper = _paper(entry)
-        if paper is not None:
-            papers.append(paper)
+        reason = one_line(str(d.get("bozo_exception")))
+        if not papers and isinstance(d.get("bozo_exception"), xml.sax.SAXException):
+            # Broken XML with nothing recovered is a broken file, not an empty day.
+            raise ParseError(f"not an RSS or Atom feed: malformed XML ({reason})", source=source)
+        log.info("feed parsed leniently: %s", reason, extra={"source": source})
     return papers
 
 
