@@ -9,7 +9,6 @@ import socket
 import ssl
 import subprocess
 import time
-import warnings
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -20,6 +19,9 @@ from aiosmtpd.smtp import AuthResult
 from digestd.config import SmtpSettings
 from digestd.errors import PermanentDeliveryError, TemporaryDeliveryError
 from digestd.mail import MaildirMailer, SmtpMailer
+
+# aiosmtpd rightly warns about AUTH without TLS; these servers only listen on loopback.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 
 # -- a recording SMTP server ------------------------------------------------------------------------
@@ -196,10 +198,7 @@ def _authenticator(server, session, envelope, mechanism, auth_data):
 
 @pytest.fixture
 def auth_server(recorder):
-    with warnings.catch_warnings():
-        # aiosmtpd rightly warns about AUTH without TLS; this server only listens on loopback.
-        warnings.simplefilter("ignore", UserWarning)
-        c = start(recorder, authenticator=_authenticator, auth_required=True, auth_require_tls=False)
+    c = start(recorder, authenticator=_authenticator, auth_required=True, auth_require_tls=False)
     yield c
     c.stop()
 
