@@ -55,12 +55,13 @@ class App:
 
 
 def default_mailer_factory(settings: Settings) -> Callable[[], AbstractContextManager]:
-    from .mail import MaildirMailer, SmtpMailer
+    def make() -> AbstractContextManager:
+        from .mail import MaildirMailer, SmtpMailer
 
-    if settings.smtp is None:
-        return lambda: MaildirMailer(settings.outbox_dir)
-    smtp = settings.smtp
-    return lambda: SmtpMailer(smtp, smtp.password())
+        if settings.smtp is None:
+            return MaildirMailer(settings.outbox_dir)
+        return SmtpMailer(settings.smtp, settings.smtp.password())
+    return make
 
 
 def build_app(settings: Settings, *, clock: Clock | None = None, transport: httpx.BaseTransport | None = None,

@@ -1,0 +1,117 @@
+"""Hugging Face Daily Papers: ``GET /api/daily_papers?date=YYYY-MM-DD&limit=100&p=PAGE``, a JSON array.
+
+The list API wraps each paper (``[{"paper": {...}, "title": ..., ...}]``); the single-paper API
+(``/api/papers/ID``, and the captured sample) serves the paper object itself. Both are accepted.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+from .. import ids
+from ..config import SourceSettings
+from ..errors import ParseError
+from ..models import FetchedPaper, FetchResult
+from .http import HttpClient
+from .text import one_line, unwrap
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "https://huggingface.co/api/daily_papers"
+
+# Copied into FetchedPaper.extra when present: useful to rank and to show, not part of the core shape.
+_EXTRA_KEYS = ("ai_summary", "ai_keywords", "githubRepo", "githubStars", "projectPage", "submittedOnDailyAt")
+
+
+def parse_hf_daily(data: bytes, source: str = "hf") -> list[FetchedPaper]:
+    items = _load(data, source)
+    papers = []
+    for i, item in enumerate(items):
+        paper = _paper(item, source)
+        if paper is None:
+            log.warning("Hugging Face item %d without id or title skipped", i, extra={"source": source})
+            continue
+        papers.append(paper)
+    return papers
+
+
+def _load(data: bytes, source: str) -> list:
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ParseError(f"not a Hugging Face papers list: invalid JSON ({e})", source=source) from e
+    if isinstance(doc, dict) and "error" in doc:
+        raise ParseError(f"Hugging Face API error: {one_line(str(doc['error']))}", source=source)
+    if not isinstance(doc, list):
+        raise ParseError(f"not a Hugging Face papers list: expected a JSON array, got {type(doc).__name__}",
+                         source=source)
+    if any(not isinstance(item, dict) for item in doc):
+        raise ParseError("not a Hugging Face papers list: array items must be objects", source=source)
+    return doc
+
+
+def _paper(item: dict, source: str) -> FetchedPaper | None:
+    # The list API nests the paper; the item's own title/summary are copies, used only as fallbacks.
+    p = item["paper"] if isinstance(item.get("paper"), dict) else item
+    hf_id = str(p.get("id") or "").strip()
+    title = one_line(str(p.get("title") or item.get("title") or ""))
+    if not hf_id and not title:
+        return None
+    parsed = ids.parse_arxiv_id(hf_id) if hf_id else None
+    bare, version = parsed if parsed else (None, None)
+    hf_url = f"https://huggingface.co/papers/{hf_id}" if hf_id else None
+    extra = {k: p[k] for k in _EXTRA_KEYS if p.get(k) not in (None, "", [])}
+    if hf_url:
+        extra["hf_url"] = hf_url
+    return FetchedPaper(
+        key=ids.paper_key(bare, hf_url, title),
+        title=title,
+        abstract=unwrap(str(p.get("summary") or item.get("summary") or "")),
+        authors=[one_line(a["name"]) for a in p.get("authors") or [] if isinstance(a, dict) and a.get("name")],
+        arxiv_id=bare,
+        version=version,
+        url=ids.abs_url(bare) if bare else hf_url,
+        pdf_url=ids.pdf_url(bare) if bare else None,
+        published=_datetime(p.get("publishedAt") or item.get("publishedAt")),
+        upvotes=_int(p.get("upvotes")),
+        extra=extra,
+    )
+
+
+def _datetime(value: object) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# -- fetching --------------------------------------------------------------------------------------
+
+def fetch_hf_daily(client: HttpClient, settings: SourceSettings, day: dt.date) -> FetchResult:
+    """Every paper submitted to Daily Papers on ``day``: pages of ``limit`` until a short page."""
+    url = settings.url or DEFAULT_URL
+    seen: dict[str, FetchedPaper] = {}
+    for page in range(settings.max_pages):
+        params = {"date": day.isoformat(), "limit": settings.limit, "p": page}
+        r = client.get(url, params=params, source=settings.name)
+        try:
+            batch = parse_hf_daily(r.content, source=settings.name)
+        except ParseError as e:
+            raise ParseError(e.message, source=settings.name, url=r.url) from e
+        new = [p for p in batch if p.key not in seen]
+        for p in new:
+            seen[p.key] = p
+        # A short page is the last; a page with nothing new means the API ignores `p`: stop, don't loop.
+        if len(batch) < settings.limit or not new:
+            break
+    else:
+        log.warning("stopped after max_pages=%d pages; the list may be longer", settings.max_pages,
+                    extra={"source": settings.name})
+    return FetchResult(settings.name, day, list(seen.values()))
