@@ -151,7 +151,7 @@ def _dispatch(args) -> int:
     if args.command == "run" and not args.once:
         from .daemon import serve
 
-        return serve(settings)
+        return serve(settings, config_file=args.config)  # the path SIGHUP reads again
 
     app = build_app(settings)
     try:

@@ -1,0 +1,309 @@
+"""`digestd run`: one process with the scheduler and the HTTP server.
+
+Threads: APScheduler runs the jobs in two small pools (fetches apart, so a slow list never delays
+a digest); uvicorn serves in its own thread; the main thread only waits for signals. Signals are
+blocked everywhere and taken with sigtimedwait in the main thread, so no handler ever runs in the
+middle of a lock and every thread sees one orderly shutdown.
+
+What guarantees "exactly one digest per user per day" is not this module but the (user, day) claim
+in the database (`store.claim_digest`): a double fire, an overlapping sweep, a restart or a second
+process all find the row taken.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from . import jobs
+from .app import App, build_app, default_mailer_factory
+from .config import Settings, config_path, load_config
+from .errors import ConfigError, DigestdError
+from .logs import get_logger, setup_logging
+from .schedule import SWEEP_MINUTES, source_trigger, user_trigger
+
+log = get_logger("digestd.daemon")
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+HANDLED = STOP_SIGNALS | {signal.SIGHUP}
+# How long uvicorn waits for open requests after the scheduler has stopped.
+HTTP_GRACE_SECONDS = 5
+
+
+class Daemon:
+    """The scheduler side of `run`: jobs for sources, users and the periodic sweep, and reload."""
+
+    def __init__(self, app: App, config_file: Path | None = None, *, own_mailer: bool = True) -> None:
+        self.app = app
+        self.config_file = config_file
+        # A mailer injected by a test survives a reload; the one built from the config is rebuilt.
+        self.own_mailer = own_mailer
+        self.stopping = threading.Event()
+        self.startup_done = threading.Event()
+        self.scheduler = BackgroundScheduler(
+            timezone=dt.timezone.utc,
+            executors={"default": ThreadPoolExecutor(4), "fetch": ThreadPoolExecutor(2)},
+            # coalesce: after a suspend, one run, not one per missed fire. No grace limit: a late
+            # digest is still due (jobs.due_day decides), and the claim stops a repeat.
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    # -- jobs --------------------------------------------------------------------------------------
+    def _guard(self, what: str, fn, **ids) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            fn()
+        except Exception as e:  # one failing job must never take the scheduler down
+            log.exception("%s failed: %s", what, e, extra=ids)
+
+    def fetch(self, name: str) -> None:
+        src = self.app.settings.source(name)
+        if src is None or not src.enabled:
+            return
+        self._guard("fetch", lambda: jobs.fetch_source(self.app, src), source=name)
+
+    def deliver(self, user_id: str) -> None:
+        def run():
+            for o in jobs.deliver_pending(self.app, only_user=user_id, should_stop=self.stopping.is_set):
+                log.info("digest %s: %s%s", o.day, o.status, f" ({o.error})" if o.error else "", extra={"user": o.user})
+        self._guard("delivery", run, user=user_id)
+
+    def sweep(self) -> None:
+        """Every few minutes: sources whose backoff ran out, digests due for a retry or still owed."""
+        def run():
+            for src in jobs.sources_to_fetch(self.app, self.app.clock.now(), never_succeeded=False):
+                if self.stopping.is_set():
+                    return
+                self.fetch(src.name)
+            self._deliver_all()
+        self._guard("sweep", run)
+
+    def startup(self) -> None:
+        """Catch up after downtime: lists never fetched, then the digests due earlier today.
+        Older missed days need nothing here: the next digest covers everything since the last one."""
+        def run():
+            for src in jobs.sources_to_fetch(self.app, self.app.clock.now(), never_succeeded=True):
+                if self.stopping.is_set():
+                    return
+                self.fetch(src.name)
+            self._deliver_all()
+        try:
+            self._guard("catch-up", run)
+        finally:
+            log.info("catch-up done")
+            self.startup_done.set()
+
+    def _deliver_all(self) -> None:
+        for o in jobs.deliver_pending(self.app, should_stop=self.stopping.is_set):
+            log.info("digest %s: %s%s", o.day, o.status, f" ({o.error})" if o.error else "", extra={"user": o.user})
+
+    def install_jobs(self) -> None:
+        """Make the scheduler's jobs match the settings (on start and after every reload)."""
+        settings = self.app.settings
+        wanted: dict[str, dict] = {}
+        for src in settings.sources:
+            if src.enabled:
+                wanted[f"fetch:{src.name}"] = dict(func=self.fetch, trigger=source_trigger(src), args=[src.name],
+                                                   executor="fetch", name=f"fetch {src.name}")
+        for user in settings.users:
+            trig = user_trigger(user)
+            if trig is not None:
+                wanted[f"digest:{user.id}"] = dict(func=self.deliver, trigger=trig, args=[user.id],
+                                                   name=f"digest {user.id}")
+        wanted["sweep"] = dict(func=self.sweep, trigger=IntervalTrigger(minutes=SWEEP_MINUTES), name="sweep")
+        for job in self.scheduler.get_jobs():
+            if job.id not in wanted and job.id != "startup":
+                job.remove()
+        for job_id, spec in wanted.items():
+            self.scheduler.add_job(id=job_id, replace_existing=True, **spec)
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.install_jobs()
+        self.scheduler.add_job(self.startup, id="startup", name="catch-up", next_run_time=self.app.clock.now())
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        """Stop taking new work, and wait for the jobs running now: a message being handed over is
+        finished (or put back to `retry` by jobs.deliver_user), never cut in half."""
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+
+    def next_digest(self, user_id: str) -> dt.datetime | None:
+        job = self.scheduler.get_job(f"digest:{user_id}")
+        return getattr(job, "next_run_time", None) if job else None
+
+    def reload(self) -> bool:
+        """SIGHUP: read the same config file again. Invalid: log every problem, keep the old one."""
+        if self.config_file is None:
+            log.error("config reload: no config file to read")
+            return False
+        try:
+            new = load_config(str(self.config_file))
+        except ConfigError as e:
+            for line in str(e).splitlines():
+                log.error("config reload refused, still running on the previous config: %s", line)
+            return False
+        old = self.app.settings
+        for what, before, after in (("database_url", old.database_url, new.database_url),
+                                    ("listen", old.digestd.listen, new.digestd.listen),
+                                    ("secret_key_file", old.secret_key_path, new.secret_key_path)):
+            if before != after:
+                log.warning("config reload: %s changed; that takes effect after a restart", what)
+        added, changed, removed = self.app.store.sync_users(new.users, self.app.clock.now())
+        self.app.settings = new
+        if self.own_mailer:
+            self.app.mailer_factory = default_mailer_factory(new)
+        setup_logging(new.digestd.log_level)
+        self.install_jobs()
+        log.info("config reloaded: users added %s, changed %s, removed %s; %d sources",
+                 added or "none", changed or "none", removed or "none", len(new.sources))
+        for uid in added:
+            say(f"feed for {uid}: {jobs.feed_url(self.app, jobs.feed_token(self.app, uid))}")
+        # A user added or moved to an earlier send_at may already be owed today's digest.
+        self.scheduler.add_job(self.sweep, id="sweep-after-reload", replace_existing=True,
+                               next_run_time=self.app.clock.now())
+        return True
+
+
+def say(line: str) -> None:
+    """What a person starting `digestd run` needs to see, on stdout (logs go to stderr)."""
+    print(f"digestd: {line}", flush=True)
+
+
+def _bind(listen: str) -> socket.socket:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family, kind, proto, _name, addr = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class HttpThread(threading.Thread):
+    """uvicorn in its own thread (off the main thread it leaves signals alone)."""
+
+    def __init__(self, asgi_app, sock: socket.socket) -> None:
+        super().__init__(name="digestd-http", daemon=True)
+        import uvicorn
+
+        # access_log off: uvicorn would print request paths, and paths carry feed and link tokens.
+        config = uvicorn.Config(asgi_app, log_config=None, access_log=False, lifespan="off", server_header=False,
+                                timeout_graceful_shutdown=HTTP_GRACE_SECONDS)
+        self.server = uvicorn.Server(config)
+        self.sock = sock
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self.server.serve(sockets=[self.sock]))
+        except BaseException as e:  # SystemExit from uvicorn included: the main thread reports it
+            self.error = e
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.join(HTTP_GRACE_SECONDS + 5)
+
+
+def _describe_mail(settings: Settings) -> str:
+    if settings.smtp is None:
+        return f"mail goes to the Maildir {settings.outbox_dir}/new"
+    s = settings.smtp
+    return f"mail goes to SMTP {s.host}:{s.port} ({s.security}) from {s.from_}"
+
+
+def _announce(daemon: Daemon, listen: str) -> None:
+    app = daemon.app
+    settings = app.settings
+    say(f"listening on http://{listen} (links use {settings.digestd.base_url})")
+    say(_describe_mail(settings))
+    for user in settings.users:
+        url = jobs.feed_url(app, jobs.feed_token(app, user.id))
+        nxt = daemon.next_digest(user.id)
+        when = nxt.strftime("%a %Y-%m-%d %H:%M %Z") if nxt else "never (no days set)"
+        mail = "" if "email" in user.formats else " (feed only)"
+        say(f"{user.id}: next digest {when}{mail}; feed {url}")
+
+
+def serve(settings: Settings, config_file: str | os.PathLike | None = None) -> int:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads the config. Returns the exit code."""
+    path = Path(config_file) if config_file else config_path(None)
+    path = path.resolve()
+    try:
+        sock = _bind(settings.digestd.listen)
+    except (OSError, ValueError) as e:
+        print(f"digestd: error: cannot listen on {settings.digestd.listen}: {e}", file=sys.stderr)
+        return 1
+    try:
+        app = build_app(settings)
+    except DigestdError as e:
+        sock.close()
+        print(f"digestd: error: {e}", file=sys.stderr)
+        return 1
+
+    # Block the signals before any thread starts: threads inherit the mask, so only the main thread
+    # ever takes them (below, with sigtimedwait).
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+    daemon = Daemon(app, path)
+    from .web import create_app
+
+    http = HttpThread(create_app(app, scheduler=daemon.scheduler), sock)
+    code = 0
+    try:
+        daemon.start()
+        http.start()
+        _announce(daemon, settings.digestd.listen)
+        while True:
+            info = signal.sigtimedwait(HANDLED, 1.0)
+            if info is None:
+                if not http.is_alive():
+                    log.error("the HTTP server stopped: %s", http.error or "unknown reason")
+                    code = 1
+                    break
+                continue
+            if info.si_signo == signal.SIGHUP:
+                log.info("SIGHUP: reloading %s", path)
+                daemon.reload()
+                continue
+            log.info("%s: shutting down", signal.Signals(info.si_signo).name)
+            break
+    finally:
+        def shut_down():
+            daemon.stop()
+            if http.is_alive():
+                http.stop()
+
+        # The orderly stop runs beside the main thread, which keeps listening: a second Ctrl-C or
+        # SIGTERM means "now". A claim left behind that way goes stale and is taken over later.
+        stopper = threading.Thread(target=shut_down, name="digestd-stop")
+        stopper.start()
+        while stopper.is_alive():
+            info = signal.sigtimedwait(STOP_SIGNALS, 0.5)
+            if info is not None:
+                log.warning("%s again: exiting without waiting for running jobs", signal.Signals(info.si_signo).name)
+                os._exit(1)
+        sock.close()
+        app.close()
+        # Signals that arrived during the stop would otherwise be delivered once unblocked.
+        while signal.sigtimedwait(HANDLED, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+    log.info("stopped")
+    return code

@@ -1,0 +1,321 @@
+"""The HTTP side, in process (Starlette TestClient): private feeds, feedback links, unsubscribe, health."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from types import SimpleNamespace
+
+import warnings
+
+import itsdangerous.timed
+import pytest
+
+with warnings.catch_warnings():
+    # Starlette asks for "httpx2" behind its TestClient; the httpx it runs on is the one installed.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
+
+from digestd import jobs
+from digestd.app import build_app
+from digestd.config import parse_config
+from digestd.web import create_app
+from test_daemon_support import RecordingMailer, config_text, real_papers, user_block, write_hf_list
+
+PAPER = "2505.11070"   # the first paper of the real 2025-05-19 list
+
+
+@pytest.fixture
+def env(tmp_path, clock):
+    write_hf_list(tmp_path / "lists", "2025-05-19", real_papers("2025-05-19", 15))
+    write_hf_list(tmp_path / "lists", "2025-05-20", real_papers("2025-05-20", 15))
+    settings = parse_config(config_text(users=user_block("alice", keywords=["preference optimization", "retrieval"])
+                                        + user_block("bob", tz="America/New_York", send_at="05:00")),
+                            config_dir=tmp_path)
+    sent: list = []
+    app = build_app(settings, clock=clock, mailer_factory=lambda: RecordingMailer(sent))
+    jobs.fetch_all(app)
+    with TestClient(create_app(app)) as client:
+        yield SimpleNamespace(app=app, client=client, sent=sent, clock=clock, tmp=tmp_path)
+    app.close()
+
+
+def path_of(url: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", url)
+
+
+def feedback_path(env, vote: str = "up", user: str = "alice", paper: str = PAPER) -> str:
+    return path_of(jobs.feedback_url(env.app, user, paper, vote))
+
+
+def feedback(env, user: str = "alice") -> list[dict]:
+    return jobs.export_user(env.app, user)["feedback"]
+
+
+def feed_path(env, user: str = "alice") -> str:
+    return path_of(jobs.feed_url(env.app, jobs.feed_token(env.app, user)))
+
+
+def deliver(env) -> list:
+    return jobs.deliver_due(env.app)
+
+
+# -- feeds -------------------------------------------------------------------------------------------
+def test_the_feed_answers_200_with_atom_then_304_to_a_conditional_get(env):
+    assert {o.user: o.status for o in deliver(env)} == {"alice": "sent", "bob": "sent"}
+    r = env.client.get(feed_path(env))
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/atom+xml; charset=utf-8"
+    assert r.headers["cache-control"].startswith("private")
+    assert "noindex" in r.headers["x-robots-tag"]
+    assert "<feed" in r.text and "<entry>" in r.text
+    etag, modified = r.headers["etag"], r.headers["last-modified"]
+
+    again = env.client.get(feed_path(env), headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    assert env.client.get(feed_path(env), headers={"If-Modified-Since": modified}).status_code == 304
+    # A stale validator gets the whole feed.
+    assert env.client.get(feed_path(env), headers={"If-None-Match": 'W/"other"'}).status_code == 200
+
+
+def test_the_feed_validators_change_when_a_new_digest_is_delivered(env):
+    deliver(env)
+    first = env.client.get(feed_path(env))
+    write_hf_list(env.tmp / "lists", "2025-05-21", real_papers("2025-05-21", 15))
+    env.clock.advance(days=1)
+    jobs.fetch_all(env.app)
+    assert [(o.status, o.papers > 0) for o in deliver(env) if o.user == "alice"] == [("sent", True)]
+    r = env.client.get(feed_path(env), headers={"If-None-Match": first.headers["etag"]})
+    assert r.status_code == 200
+    assert r.headers["etag"] != first.headers["etag"]
+
+
+def test_an_unknown_or_rotated_feed_token_gets_a_404_that_says_nothing(env):
+    deliver(env)
+    old = feed_path(env)
+    nowhere = env.client.get("/no/such/page")
+    unknown = env.client.get("/feeds/" + "A" * 43 + ".atom")
+    assert unknown.status_code == 404 and unknown.content == nowhere.content
+    jobs.rotate_feed_token(env.app, "alice")
+    assert env.client.get(old).status_code == 404
+    assert env.client.get(feed_path(env)).status_code == 200
+
+
+def test_feed_tokens_are_not_written_to_the_log(env, caplog):
+    deliver(env)
+    caplog.set_level("DEBUG")
+    path, link = feed_path(env), feedback_path(env)
+    env.client.get(path)
+    env.client.get(link)
+    env.client.post(link, data={"vote": "up"})
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("digestd", "uvicorn")))
+    assert ours  # the vote was logged ...
+    assert path.removeprefix("/feeds/").removesuffix(".atom") not in ours   # ... but no token
+    assert link.removeprefix("/f/") not in ours
+
+
+# -- feedback ------------------------------------------------------------------------------------------
+def test_opening_a_feedback_link_shows_the_paper_and_records_nothing(env):
+    r = env.client.get(feedback_path(env, "up"))
+    assert r.status_code == 200
+    assert "Towards Self-Improvement of Diffusion Models via Group Preference Optimization" in r.text
+    assert "Renjie Chen" in r.text and "Aligning text-to-image" in r.text
+    assert r.text.count('method="post"') == 2 and "👍" in r.text and "👎" in r.text
+    assert feedback(env) == []
+    assert jobs.export_user(env.app, "alice")["feedback_history"] == []
+
+
+def test_a_head_request_records_nothing(env):
+    assert env.client.head(feedback_path(env, "down")).status_code == 200
+    assert feedback(env) == []
+
+
+def test_pressing_the_button_records_the_vote_as_given_by_email(env):
+    r = env.client.post(feedback_path(env, "up"), data={"vote": "up"})
+    assert r.status_code == 200 and 'id="confirmation"' in r.text
+    assert [(f["paper"], f["vote"], f["via"]) for f in feedback(env)] == [(PAPER, "up", "email")]
+
+
+def test_pressing_twice_is_harmless(env):
+    for _ in range(2):
+        assert env.client.post(feedback_path(env, "down"), data={"vote": "down"}).status_code == 200
+    assert [(f["paper"], f["vote"]) for f in feedback(env)] == [(PAPER, "down")]
+
+
+def test_undo_puts_back_what_was_there_before(env):
+    path = feedback_path(env, "up")
+    r = env.client.post(path, data={"vote": "up"})
+    undo = re.search(r'<form method="post" id="undo"><input type="hidden" name="vote" value="(\w+)">', r.text)
+    assert undo and undo.group(1) == "clear"
+    env.client.post(path, data={"vote": undo.group(1)})
+    assert feedback(env) == []
+
+    jobs.apply_feedback(env.app, "alice", PAPER, "down", via="cli")
+    r = env.client.post(path, data={"vote": "up"})
+    assert re.search(r'name="vote" value="down">\s*<button type="submit">Undo', r.text)
+    env.client.post(path, data={"vote": "down"})
+    assert [f["vote"] for f in feedback(env)] == ["down"]
+
+
+def test_a_tampered_feedback_link_gets_a_clear_400_page_and_records_nothing(env):
+    good = feedback_path(env, "up")
+    tampered = good.replace("/f/", "/f/x", 1)
+    for r in (env.client.get(tampered), env.client.post(tampered, data={"vote": "up"})):
+        assert r.status_code == 400
+        assert "not valid" in r.text
+    assert feedback(env) == []
+
+
+def test_an_expired_feedback_link_gets_a_400_page(env, monkeypatch):
+    # Sign the link 61 days ago: older than link_max_age_days (60).
+    real = time.time
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real() - 61 * 86400)
+    path = feedback_path(env, "up")
+    monkeypatch.setattr(itsdangerous.timed.time, "time", real)
+    r = env.client.post(path, data={"vote": "up"})
+    assert r.status_code == 400 and "expired" in r.text
+    assert feedback(env) == []
+
+
+def test_only_a_link_opened_minutes_after_it_was_sent_submits_itself(env):
+    path = feedback_path(env, "up")
+    env.clock.at = dt.datetime.now(dt.timezone.utc)
+    assert "<script" not in env.client.get(path).text            # a scanner on delivery
+    env.clock.advance(minutes=10)
+    page = env.client.get(path).text                               # a person reading later
+    assert '<script nonce="' in page and 'getElementById("vote-up").submit()' in page
+    assert feedback(env) == []                                     # the script posts; the GET did not record
+    jobs.apply_feedback(env.app, "alice", PAPER, "up", via="cli")
+    assert "<script" not in env.client.get(path).text              # already given: nothing to submit
+
+
+def test_pages_load_nothing_from_elsewhere_and_are_not_indexed(env):
+    for r in (env.client.get("/"), env.client.get(feedback_path(env)),
+              env.client.get(path_of(jobs.unsubscribe_url(env.app, "alice")))):
+        assert r.status_code == 200
+        assert "default-src 'none'" in r.headers["content-security-policy"]
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert "noindex" in r.headers["x-robots-tag"]
+        assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)=', r.text)
+        assert 'name="viewport"' in r.text
+
+
+def test_titles_are_escaped_on_the_feedback_page(env):
+    from digestd.models import FetchedPaper
+
+    env.app.store.upsert_papers("demo", dt.date(2025, 5, 20), [FetchedPaper(
+        key="title:xss", title="<script>alert(1)</script> & more", abstract="a < b")], env.clock.now())
+    r = env.client.get(feedback_path(env, paper="title:xss"))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in r.text and "<script>alert" not in r.text
+
+
+def test_a_vote_given_over_http_changes_the_next_digest(tmp_path, clock, monkeypatch):
+    """compose trains from the current votes, so a 👍 counts from the very next digest. Two users
+    with the same interests see the same lists; only one votes."""
+    import digestd.rank
+
+    def diffusion(p):
+        return "diffusion" in p["title"].lower()
+
+    liked, *similar = real_papers(None, 5, where=diffusion)
+    others = real_papers(None, 30, where=lambda p: "diffusion" not in (p["title"] + p["summary"]).lower())
+    write_hf_list(tmp_path / "lists", "2025-05-19", others[:15] + [liked])
+    settings = parse_config(config_text(users=user_block("alice", size=4) + user_block("twin", size=4)),
+                            config_dir=tmp_path)
+    app = build_app(settings, clock=clock, mailer_factory=lambda: RecordingMailer([]))
+    client = TestClient(create_app(app))
+    jobs.fetch_all(app)
+    assert {o.user: o.status for o in jobs.deliver_due(app)} == {"alice": "sent", "twin": "sent"}
+
+    assert client.post(path_of(jobs.feedback_url(app, "alice", liked["id"], "up")), data={"vote": "up"}).status_code == 200
+
+    # Watch what the real ranker is given.
+    seen = {}
+    real_rank = digestd.rank.rank_for_user
+
+    def watching(profile, *args, **kw):
+        seen[profile.user_id] = [(v.paper.key, v.value) for v in profile.votes]
+        return real_rank(profile, *args, **kw)
+
+    monkeypatch.setattr(digestd.rank, "rank_for_user", watching)
+    write_hf_list(tmp_path / "lists", "2025-05-20", similar + others[15:])
+    clock.advance(days=1)
+    jobs.fetch_all(app)
+    assert {o.user: o.status for o in jobs.deliver_due(app)} == {"alice": "sent", "twin": "sent"}
+    assert seen == {"alice": [(liked["id"], 1)], "twin": []}
+
+    def liked_kind(user):
+        papers = {d["date"]: d["papers"] for d in jobs.export_user(app, user)["digests"]}["2025-05-21"]
+        return [k for k in papers if k in {p["id"] for p in similar}]
+
+    assert len(liked_kind("alice")) > len(liked_kind("twin")), (liked_kind("alice"), liked_kind("twin"))
+    app.close()
+
+
+# -- unsubscribe ---------------------------------------------------------------------------------------
+def test_the_unsubscribe_link_only_shows_a_button(env):
+    r = env.client.get(path_of(jobs.unsubscribe_url(env.app, "alice")))
+    assert r.status_code == 200
+    assert 'name="List-Unsubscribe" value="One-Click"' in r.text
+    assert jobs.export_user(env.app, "alice")["user"]["subscribed"] is True
+
+
+def test_one_click_unsubscribe_stops_the_mail_at_once_and_keeps_the_votes(env):
+    jobs.apply_feedback(env.app, "alice", PAPER, "up", via="cli")
+    # What a mail provider sends for RFC 8058: a bare form POST, no cookie, no page visit first.
+    r = env.client.post(path_of(jobs.unsubscribe_url(env.app, "alice")),
+                        content=b"List-Unsubscribe=One-Click",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and "Subscribe again" in r.text
+    outcomes = {o.user: o.status for o in deliver(env)}
+    assert outcomes["alice"] == "unsubscribed"
+    assert [to for _msg, to in env.sent] == ["bob@example.org"]
+    assert [f["vote"] for f in feedback(env)] == ["up"]
+
+
+def test_subscribing_again_brings_the_mail_back(env):
+    url = path_of(jobs.unsubscribe_url(env.app, "alice"))
+    env.client.post(url, data={"List-Unsubscribe": "One-Click"})
+    r = env.client.post(url, data={"action": "subscribe"})
+    assert r.status_code == 200 and "subscribed again" in r.text
+    assert {o.user: o.status for o in deliver(env)}["alice"] == "sent"
+
+
+def test_an_unsubscribe_post_without_the_one_click_body_changes_nothing(env):
+    url = path_of(jobs.unsubscribe_url(env.app, "alice"))
+    assert env.client.post(url, data={}).status_code == 400
+    assert env.client.post(url.replace("/u/", "/u/x", 1), data={"List-Unsubscribe": "One-Click"}).status_code == 400
+    assert jobs.export_user(env.app, "alice")["user"]["subscribed"] is True
+
+
+# -- health --------------------------------------------------------------------------------------------
+def test_healthz_reports_the_scheduler_the_database_and_each_source(env):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    sched = BackgroundScheduler()
+    client = TestClient(create_app(env.app, scheduler=sched))
+    r = client.get("/healthz")
+    assert r.status_code == 503 and r.json()["scheduler"]["running"] is False   # not started
+    sched.start()
+    try:
+        r = client.get("/healthz")
+        body = r.json()
+        assert r.status_code == 200 and body["ok"] and body["database"] is True
+        assert [s["name"] for s in body["sources"]] == ["demo"]
+        assert body["sources"][0]["last_success"].startswith("2025-05-20T09:00")
+    finally:
+        sched.shutdown(wait=False)
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(env, tmp_path):
+    from digestd.store import Store
+
+    # A database "directory" that is a file: every connection fails.
+    (tmp_path / "not-a-dir").write_text("")
+    env.app.store = Store.__new__(Store)
+    env.app.store.url = f"sqlite:///{tmp_path}/not-a-dir/x.db"
+    import sqlalchemy as sa
+    env.app.store.engine = sa.create_engine(env.app.store.url)
+    r = env.client.get("/healthz")
+    assert r.status_code == 503 and r.json()["database"] is False
