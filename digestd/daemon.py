@@ -75,7 +75,7 @@ class Daemon:
     def deliver(self, user_id: str) -> None:
         def run():
             for o in jobs.deliver_pending(self.app, only_user=user_id, should_stop=self.stopping.is_set):
-                log.info("digest %s: %s%s", o.day, o.status, f" ({o.error})" if o.error else "", extra={"user": o.user})
+                _log_outcome(o)
         self._guard("delivery", run, user=user_id)
 
     def sweep(self) -> None:
@@ -105,7 +105,7 @@ class Daemon:
 
     def _deliver_all(self) -> None:
         for o in jobs.deliver_pending(self.app, should_stop=self.stopping.is_set):
-            log.info("digest %s: %s%s", o.day, o.status, f" ({o.error})" if o.error else "", extra={"user": o.user})
+            _log_outcome(o)
 
     def install_jobs(self) -> None:
         """Make the scheduler's jobs match the settings (on start and after every reload)."""
@@ -175,6 +175,12 @@ class Daemon:
         self.scheduler.add_job(self.sweep, id="sweep-after-reload", replace_existing=True,
                                next_run_time=self.app.clock.now())
         return True
+
+
+def _log_outcome(o: jobs.DeliveryOutcome) -> None:
+    # jobs.deliver_user already logs sends and failures; the quiet outcomes are worth a line too.
+    if o.status not in ("sent", "retry", "failed"):
+        log.info("digest %s: %s", o.day, o.status, extra={"user": o.user})
 
 
 def say(line: str) -> None:
