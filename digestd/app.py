@@ -25,6 +25,8 @@ class App:
     signer: Signer
     mailer_factory: Callable[[], AbstractContextManager]
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # Derived data shared by the users of a pass (the fitted feature space); never persisted.
+    cache: dict = field(default_factory=dict)
 
     @property
     def host(self) -> str:

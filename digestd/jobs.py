@@ -217,16 +217,35 @@ def compose(app: "App", user: UserSettings, day: dt.date, now: dt.datetime, *, e
     candidates = app.store.candidate_papers(sources, since, now)
     exclude = app.store.sent_keys(user.id, excluding_digest=exclude_digest) | app.store.downvoted_keys(user.id)
     pool = [p for p in candidates if p.key not in exclude]
-    background = app.store.recent_papers(BACKGROUND_SIZE)
-    selection = rank_for_user(profile_input(app, user), [paper_text(p) for p in pool],
-                              [paper_text(p) for p in background], user.digest_size, exclude=exclude,
-                              explore=user.explore, min_score=user.min_score, now=now)
     papers = {p.key: p for p in pool}
+    if not pool:
+        return Composition(picks=[], papers=papers, covers_from=since, covers_until=now,
+                           note="Nothing new in your lists since the last digest.", candidates=0)
+    background, space = corpus_and_space(app)
+    selection = rank_for_user(profile_input(app, user), [paper_text(p) for p in pool], background,
+                              user.digest_size, exclude=exclude, explore=user.explore, min_score=user.min_score,
+                              now=now, space=space)
     note = selection.note
     if not selection.picks and not note:
-        note = "Nothing new in your lists since the last digest." if not pool else "Nothing relevant to you today."
+        note = "Nothing relevant to you today."
     return Composition(picks=list(selection.picks), papers=papers, covers_from=since, covers_until=now,
                        note=note, candidates=len(pool))
+
+
+def corpus_and_space(app: "App"):
+    """The background corpus and the feature space fitted on it, shared by every user of a pass.
+
+    Fitting the space is the expensive step; it only changes when new papers arrive, so it is cached
+    on the app under the identity of the corpus."""
+    from .rank import fit_space
+
+    background = [paper_text(p) for p in app.store.recent_papers(BACKGROUND_SIZE)]
+    ident = (len(background), tuple(p.key for p in background[:50]), background[-1].key if background else None)
+    cached = app.cache.get("space")
+    if cached is None or cached[0] != ident:
+        cached = (ident, background, fit_space(background))
+        app.cache["space"] = cached
+    return cached[1], cached[2]
 
 
 def view(app: "App", user: UserSettings, day: dt.date, items: list[DigestItem], note: str | None,
