@@ -29,7 +29,7 @@ from .app import App, build_app, default_mailer_factory
 from .config import Settings, config_path, load_config
 from .errors import ConfigError, DigestdError
 from .logs import get_logger, setup_logging
-from .schedule import SWEEP_MINUTES, source_trigger, user_trigger
+from .schedule import SWEEP_MINUTES, next_fire_times, source_trigger, user_trigger
 
 log = get_logger("digestd.daemon")
 
@@ -49,6 +49,7 @@ class Daemon:
         self.own_mailer = own_mailer
         self.stopping = threading.Event()
         self.startup_done = threading.Event()
+        self.announce = False       # serve() turns on the lines for a person watching the terminal
         self.scheduler = BackgroundScheduler(
             timezone=dt.timezone.utc,
             executors={"default": ThreadPoolExecutor(4), "fetch": ThreadPoolExecutor(2)},
@@ -91,21 +92,27 @@ class Daemon:
     def startup(self) -> None:
         """Catch up after downtime: lists never fetched, then the digests due earlier today.
         Older missed days need nothing here: the next digest covers everything since the last one."""
+        outcomes: list[jobs.DeliveryOutcome] = []
+
         def run():
             for src in jobs.sources_to_fetch(self.app, self.app.clock.now(), never_succeeded=True):
                 if self.stopping.is_set():
                     return
                 self.fetch(src.name)
-            self._deliver_all()
+            outcomes.extend(self._deliver_all())
         try:
             self._guard("catch-up", run)
         finally:
             log.info("catch-up done")
             self.startup_done.set()
+        if outcomes and self.announce:
+            say("caught up: " + ", ".join(f"{o.user} {o.status}" for o in outcomes))
 
-    def _deliver_all(self) -> None:
-        for o in jobs.deliver_pending(self.app, should_stop=self.stopping.is_set):
+    def _deliver_all(self) -> list[jobs.DeliveryOutcome]:
+        outcomes = jobs.deliver_pending(self.app, should_stop=self.stopping.is_set)
+        for o in outcomes:
             _log_outcome(o)
+        return outcomes
 
     def install_jobs(self) -> None:
         """Make the scheduler's jobs match the settings (on start and after every reload)."""
@@ -230,7 +237,7 @@ class HttpThread(threading.Thread):
 
 def _describe_mail(settings: Settings) -> str:
     if settings.smtp is None:
-        return f"mail goes to the Maildir {settings.outbox_dir}/new"
+        return f"mail goes to the Maildir {settings.outbox_dir.resolve()}/new"
     s = settings.smtp
     return f"mail goes to SMTP {s.host}:{s.port} ({s.security}) from {s.from_}"
 
@@ -242,7 +249,8 @@ def _announce(daemon: Daemon, listen: str) -> None:
     say(_describe_mail(settings))
     for user in settings.users:
         url = jobs.feed_url(app, jobs.feed_token(app, user.id))
-        nxt = daemon.next_digest(user.id)
+        trig = user_trigger(user)
+        nxt = next(iter(next_fire_times(trig, app.clock.now())), None) if trig else None
         when = nxt.strftime("%a %Y-%m-%d %H:%M %Z") if nxt else "never (no days set)"
         mail = "" if "email" in user.formats else " (feed only)"
         say(f"{user.id}: next digest {when}{mail}; feed {url}")
@@ -268,14 +276,16 @@ def serve(settings: Settings, config_file: str | os.PathLike | None = None) -> i
     # ever takes them (below, with sigtimedwait).
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     daemon = Daemon(app, path)
+    daemon.announce = True
     from .web import create_app
 
     http = HttpThread(create_app(app, scheduler=daemon.scheduler), sock)
     code = 0
     try:
-        daemon.start()
-        http.start()
+        # The socket is bound already, so the URLs printed here answer as soon as the thread runs.
         _announce(daemon, settings.digestd.listen)
+        http.start()
+        daemon.start()
         while True:
             info = signal.sigtimedwait(HANDLED, 1.0)
             if info is None:

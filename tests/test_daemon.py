@@ -284,7 +284,8 @@ def test_digestd_run_delivers_once_on_schedule_and_never_again_that_day(tmp_path
         second = Proc(tmp_path, cfg, 2)
         procs.append(second)
         wait_for(lambda: "catch-up done" in second.log(), 60, "the catch-up after the restart")
-        assert second.stop() == 0
+        second.p.send_signal(signal.SIGINT)    # Ctrl-C stops as cleanly as SIGTERM
+        assert second.p.wait(60) == 0
         assert len(inbox.to("ana@example.org")) == 1 and len(inbox.to("ben@example.org")) == 1
     finally:
         for p in procs:
