@@ -38,7 +38,7 @@ log = get_logger("digestd.web")
 AUTO_SUBMIT_AFTER = dt.timedelta(minutes=5)
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
 VOTE_LABELS = {"up": "👍", "down": "👎", "clear": "no vote"}
-_TOKEN_PATH = re.compile(r"^/(feeds|f|u)/[^/]+")
+_TOKEN_PATH = re.compile(r"^/(feeds|f|u|profile)/[^/]+")
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates" / "web"),
@@ -241,11 +241,34 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         return _page("unsubscribe.html", title="Unsubscribed" if not subscribed else "Subscribed", email=urow.email,
                      subscribed=subscribed, changed=True)
 
+    async def profile(request: Request) -> Response:
+        """What digestd holds about the reader and learns from (the `profile_url` of the export).
+        Opened with the private feed token, so whoever may read the feed may read this."""
+        token = request.path_params["token"]
+
+        def load():
+            user_id = jobs.user_for_feed_token(app, token)
+            if user_id is None:
+                return None
+            data = jobs.export_user(app, user_id)
+            papers = app.store.papers_by_keys(f["paper"] for f in data["feedback"])
+            votes = [{**f, "title": papers[f["paper"]].title if f["paper"] in papers else f["paper"]}
+                     for f in reversed(data["feedback"])]
+            return data, votes
+
+        found = await run_in_threadpool(load)
+        if found is None:
+            return _not_found()
+        data, votes = found
+        return _page("profile.html", title="Your profile", user=data["user"], votes=votes,
+                     digests=list(reversed(data["digests"]))[:14], feed_url=data["feed_url"], labels=VOTE_LABELS)
+
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/robots.txt", robots, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/feeds/{token}.atom", feed, methods=["GET"]),
+        Route("/profile/{token}", profile, methods=["GET"]),
         Route("/f/{token}", feedback, methods=["GET", "POST"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
     ]

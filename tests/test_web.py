@@ -13,7 +13,7 @@ import pytest
 
 with warnings.catch_warnings():
     # Starlette asks for "httpx2" behind its TestClient; the httpx it runs on is the one installed.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from digestd import jobs
@@ -319,3 +319,15 @@ def test_healthz_is_503_when_the_database_is_unreachable(env, tmp_path):
     env.app.store.engine = sa.create_engine(env.app.store.url)
     r = env.client.get("/healthz")
     assert r.status_code == 503 and r.json()["database"] is False
+
+
+# -- profile -------------------------------------------------------------------------------------------
+def test_the_profile_page_lists_the_readers_votes_behind_the_feed_token(env):
+    env.client.post(feedback_path(env, "up"), data={"vote": "up"})
+    url = jobs.export_user(env.app, "alice")["profile_url"]
+    r = env.client.get(path_of(url))
+    assert r.status_code == 200
+    assert "👍 Towards Self-Improvement of Diffusion Models via Group Preference Optimization" in r.text
+    assert "preference optimization, retrieval" in r.text
+    assert env.client.get("/profile/" + "A" * 43).status_code == 404
+    assert "noindex" in r.headers["x-robots-tag"]
