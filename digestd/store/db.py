@@ -187,8 +187,14 @@ class Store:
                 s.add(Paper(key=fp.key, title=fp.title or fp.key, abstract=fp.abstract or "", arxiv_id=fp.arxiv_id,
                             version=fp.version, authors_json=json.dumps(fp.authors, ensure_ascii=False),
                             url=fp.url, pdf_url=fp.pdf_url, first_seen_at=None, updated_at=now))
-            elif fp.abstract and not row.abstract:
-                row.abstract = fp.abstract
+            else:
+                # Fill in what a placeholder (an imported bare id) lacked; never overwrite real text.
+                if fp.abstract and not row.abstract:
+                    row.abstract = fp.abstract
+                if fp.title and row.title in ("", row.key):
+                    row.title = fp.title
+                if fp.authors and row.authors_json in ("", "[]"):
+                    row.authors_json = json.dumps(fp.authors, ensure_ascii=False)
             s.commit()
 
     # -- source state ----------------------------------------------------------------------------
