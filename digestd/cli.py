@@ -220,8 +220,11 @@ def _command(app, args, jobs) -> int:
         return EXIT_OK
     if cmd == "import":
         res = jobs.import_liked(app, args.user, args.file)
-        print(f"{args.user}: imported {res['imported']} liked papers from {args.file}"
-              + (f" ({res['without_text']} not yet seen in any list; they count once they are)" if res["without_text"] else ""))
+        print(f"{args.user}: imported {res['imported']} liked papers from {args.file}")
+        if res["without_text"]:
+            print(f"{res['without_text']} of them have no title or abstract yet"
+                  + (f" (arXiv lookup failed: {res['lookup_error']})" if res["lookup_error"] else "")
+                  + "; they count once digestd sees them in a list or a later lookup succeeds")
         return EXIT_OK
     if cmd == "export":
         print(json.dumps(jobs.export_user(app, args.user), indent=2, ensure_ascii=False))

@@ -104,6 +104,25 @@ def fetch_source(app: "App", src: SourceSettings, day: dt.date | None = None, *,
     return outcomes
 
 
+def complete_papers(app: "App", keys: list[str]) -> tuple[int, str | None]:
+    """Look up arXiv papers we know only by id (seed papers, imported ids). Returns (found, error)."""
+    from .sources.arxiv_api import lookup_arxiv
+
+    known = app.store.papers_by_keys(keys)
+    missing = [k for k in dict.fromkeys(keys) if ids.is_arxiv_key(k) and (k not in known or not known[k].abstract)]
+    if not missing:
+        return 0, None
+    try:
+        found = lookup_arxiv(app.http, missing)
+    except SourceError as e:
+        log.warning("could not look up %d papers in the arXiv API: %s", len(missing), e, extra={"source": "arxiv-api"})
+        return 0, str(e)
+    now = app.clock.now()
+    for fp in found:
+        app.store.ensure_paper(fp, now)
+    return len(found), None
+
+
 def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None) -> list[FetchOutcome]:
     sources = app.settings.sources
     if only is not None:
@@ -117,6 +136,8 @@ def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None) -
             continue
         # A source named on the command line is fetched now, backoff or not: the user asked.
         outcomes.extend(fetch_source(app, src, day, force=only is not None))
+    # Seed papers count for cold start only once we have their text.
+    complete_papers(app, [k for u in app.settings.users for k in u.seed_papers])
     return outcomes
 
 
@@ -447,7 +468,7 @@ def import_liked(app: "App", user_id: str, path: str) -> dict:
         raise ImportFileError(f"cannot read {path}: {e.strerror}", user=user_id) from e
     refs = parse_liked_file(data, p.name)
     now = app.clock.now()
-    imported = without_text = 0
+    imported = 0
     for ref in refs:
         key = ref.arxiv_id or ids.paper_key(None, None, ref.title or "")
         if not key or key == "title:":
@@ -455,11 +476,13 @@ def import_liked(app: "App", user_id: str, path: str) -> dict:
         app.store.ensure_paper(FetchedPaper(key=key, title=ref.title or key, abstract=ref.abstract or "",
                                             authors=list(ref.authors or []), arxiv_id=ref.arxiv_id,
                                             url=ids.abs_url(ref.arxiv_id) if ref.arxiv_id else None), now)
-        if not ref.title and not ref.abstract and app.store.get_paper(key).title == key:
-            without_text += 1
         app.store.set_vote(user_id, key, "up", "import", now)
         imported += 1
-    return {"user": user_id, "imported": imported, "without_text": without_text, "file": path}
+    looked_up, error = complete_papers(app, [r.arxiv_id for r in refs if r.arxiv_id])
+    known = app.store.papers_by_keys(r.arxiv_id for r in refs if r.arxiv_id)
+    without_text = sum(1 for p in known.values() if not p.abstract and p.title == p.key)
+    return {"user": user_id, "imported": imported, "without_text": without_text, "looked_up": looked_up,
+            "lookup_error": error, "file": path}
 
 
 def _iso(t: dt.datetime | None) -> str | None:

@@ -16,15 +16,28 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def demo(tmp_path):
-    """The bundled demo config, with its data dir in tmp and its lists read from the repo."""
+def demo_config(dest: Path) -> Path:
+    """The bundled demo config, with its data dir under ``dest`` and its lists read from the repo."""
     text = (REPO / "examples" / "demo.toml").read_text()
-    text = text.replace('data_dir = "../var"', f'data_dir = "{tmp_path / "var"}"')
+    text = text.replace('data_dir = "../var"', f'data_dir = "{dest / "var"}"')
     text = text.replace('path = "lists/', f'path = "{REPO / "examples" / "lists"}/')
-    cfg = tmp_path / "demo.toml"
+    cfg = dest / "demo.toml"
     cfg.write_text(text)
     return cfg
+
+
+@pytest.fixture(scope="module")
+def fetched_var(tmp_path_factory):
+    """The demo's lists fetched once; each test starts from a copy of that database."""
+    base = tmp_path_factory.mktemp("demo-fetched")
+    cli(demo_config(base), "fetch")
+    return base / "var"
+
+
+@pytest.fixture
+def demo(tmp_path, fetched_var):
+    shutil.copytree(fetched_var, tmp_path / "var")
+    return demo_config(tmp_path)
 
 
 def cli(cfg: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -86,7 +99,6 @@ def preview_ids(cfg: Path, user: str) -> list[str]:
 
 
 def test_a_vote_changes_the_next_digest(demo):
-    cli(demo, "fetch")
     assert json.loads(cli(demo, "export", "carol").stdout)["feedback"] == []
     carol_before = preview_ids(demo, "carol")
     bob = preview_ids(demo, "bob")
@@ -106,7 +118,6 @@ def test_a_vote_changes_the_next_digest(demo):
 
 
 def test_the_digest_command_renders_every_format_without_sending(demo, tmp_path):
-    cli(demo, "fetch")
     text = cli(demo, "digest", "alice").stdout
     assert "👍" in text or "up" in text
     html_file = tmp_path / "d.html"
@@ -117,8 +128,16 @@ def test_the_digest_command_renders_every_format_without_sending(demo, tmp_path)
     assert not (demo.parent / "var" / "outbox").exists() or outbox(demo) == []
 
 
+def test_a_fresh_install_fetches_the_demo_lists_from_both_sources(tmp_path):
+    cfg = demo_config(tmp_path)
+    out = cli(cfg, "fetch").stdout
+    assert "arxiv 2025-05-19: 110 papers" in out and "hf 2025-05-30: 25 papers" in out
+    # The same paper from Hugging Face and arXiv is one paper.
+    st = json.loads(cli(cfg, "status", "--json").stdout)
+    assert st["counts"]["listings"] > st["counts"]["papers"]
+
+
 def test_status_shows_sources_users_and_counts(demo):
-    cli(demo, "fetch")
     out = cli(demo, "status").stdout
     assert "arxiv" in out and "hf" in out and "alice" in out and "papers" in out
     st = json.loads(cli(demo, "status", "--json").stdout)
@@ -127,7 +146,6 @@ def test_status_shows_sources_users_and_counts(demo):
 
 
 def test_unknown_user_and_paper_are_one_line_errors(demo):
-    cli(demo, "fetch")
     r = cli(demo, "feedback", "nobody", "2505.11350", "up", check=False)
     assert r.returncode == 1 and "nobody" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli(demo, "feedback", "alice", "1234.99999", "up", check=False)

@@ -81,43 +81,54 @@ class Store:
     # -- papers and listings ---------------------------------------------------------------------
     def upsert_papers(self, source: str, day: dt.date, papers: Iterable[FetchedPaper], now: dt.datetime) -> tuple[int, int]:
         """Store papers and their listing in ``source`` on ``day``. Returns (new papers, new listings)."""
+        papers = list({fp.key: fp for fp in papers}.values())
         new_papers = new_listings = 0
         with self.session() as s:
-            for fp in papers:
-                row = s.get(Paper, fp.key)
-                if row is None:
-                    row = Paper(key=fp.key, title=fp.title, first_seen_at=now)
-                    s.add(row)
-                    new_papers += 1
-                # Newer information wins, but never blank out what another source gave us.
-                row.title = fp.title or row.title
-                if fp.abstract and len(fp.abstract) >= len(row.abstract or ""):
-                    row.abstract = fp.abstract
-                if fp.authors:
-                    row.authors_json = json.dumps(fp.authors, ensure_ascii=False)
-                if fp.categories:
-                    row.categories_json = json.dumps(fp.categories)
-                row.arxiv_id = fp.arxiv_id or row.arxiv_id
-                if fp.version and (row.version or 0) < fp.version:
-                    row.version = fp.version
-                row.url = fp.url or row.url
-                row.pdf_url = fp.pdf_url or row.pdf_url
-                row.published_at = fp.published or row.published_at
-                if fp.upvotes is not None:
-                    row.upvotes = fp.upvotes
-                if fp.extra:
-                    extra = json.loads(row.extra_json or "{}")
-                    extra.update(fp.extra)
-                    row.extra_json = json.dumps(extra, ensure_ascii=False, default=str)
-                row.updated_at = now
+            for i in range(0, len(papers), 500):
+                chunk = papers[i:i + 500]
+                keys = [fp.key for fp in chunk]
+                # One query for the rows we have and one for the listings: a day's list is hundreds of papers.
+                rows = {p.key: p for p in s.exec(select(Paper).where(Paper.key.in_(keys)))}
+                listed = set(s.exec(select(Listing.paper_key).where(Listing.paper_key.in_(keys), Listing.source == source,
+                                                                    Listing.day == day)))
+                for fp in chunk:
+                    row = rows.get(fp.key)
+                    if row is None:
+                        row = Paper(key=fp.key, title=fp.title, first_seen_at=now)
+                        s.add(row)
+                        new_papers += 1
+                    self._merge_paper(row, fp, now)
                 s.flush()
-                exists = s.exec(select(Listing.id).where(Listing.paper_key == fp.key, Listing.source == source,
-                                                         Listing.day == day)).first()
-                if exists is None:
-                    s.add(Listing(paper_key=fp.key, source=source, day=day, announce_type=fp.announce_type, seen_at=now))
-                    new_listings += 1
+                for fp in chunk:
+                    if fp.key not in listed:
+                        s.add(Listing(paper_key=fp.key, source=source, day=day, announce_type=fp.announce_type, seen_at=now))
+                        new_listings += 1
             s.commit()
         return new_papers, new_listings
+
+    @staticmethod
+    def _merge_paper(row: Paper, fp: FetchedPaper, now: dt.datetime) -> None:
+        # Newer information wins, but never blank out what another source gave us.
+        row.title = fp.title or row.title
+        if fp.abstract and len(fp.abstract) >= len(row.abstract or ""):
+            row.abstract = fp.abstract
+        if fp.authors:
+            row.authors_json = json.dumps(fp.authors, ensure_ascii=False)
+        if fp.categories:
+            row.categories_json = json.dumps(fp.categories)
+        row.arxiv_id = fp.arxiv_id or row.arxiv_id
+        if fp.version and (row.version or 0) < fp.version:
+            row.version = fp.version
+        row.url = fp.url or row.url
+        row.pdf_url = fp.pdf_url or row.pdf_url
+        row.published_at = fp.published or row.published_at
+        if fp.upvotes is not None:
+            row.upvotes = fp.upvotes
+        if fp.extra:
+            extra = json.loads(row.extra_json or "{}")
+            extra.update(fp.extra)
+            row.extra_json = json.dumps(extra, ensure_ascii=False, default=str)
+        row.updated_at = now
 
     def get_paper(self, key: str) -> Paper | None:
         with self.session() as s:
@@ -176,8 +187,14 @@ class Store:
                 s.add(Paper(key=fp.key, title=fp.title or fp.key, abstract=fp.abstract or "", arxiv_id=fp.arxiv_id,
                             version=fp.version, authors_json=json.dumps(fp.authors, ensure_ascii=False),
                             url=fp.url, pdf_url=fp.pdf_url, first_seen_at=None, updated_at=now))
-            elif fp.abstract and not row.abstract:
-                row.abstract = fp.abstract
+            else:
+                # Fill in what a placeholder (an imported bare id) lacked; never overwrite real text.
+                if fp.abstract and not row.abstract:
+                    row.abstract = fp.abstract
+                if fp.title and row.title in ("", row.key):
+                    row.title = fp.title
+                if fp.authors and row.authors_json in ("", "[]"):
+                    row.authors_json = json.dumps(fp.authors, ensure_ascii=False)
             s.commit()
 
     # -- source state ----------------------------------------------------------------------------
