@@ -50,6 +50,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.startup_done = threading.Event()
         self.announce = False       # serve() turns on the lines for a person watching the terminal
+        self._fetch_locks: dict[str, threading.Lock] = {}
         self.scheduler = BackgroundScheduler(
             timezone=dt.timezone.utc,
             executors={"default": ThreadPoolExecutor(4), "fetch": ThreadPoolExecutor(2)},
@@ -71,7 +72,30 @@ class Daemon:
         src = self.app.settings.source(name)
         if src is None or not src.enabled:
             return
-        self._guard("fetch", lambda: jobs.fetch_source(self.app, src), source=name)
+        # The cron job, the catch-up and the sweep may all reach for one source at once; one fetch
+        # at a time per source is enough, the others have nothing to add.
+        lock = self._fetch_locks.setdefault(name, threading.Lock())
+        if not lock.acquire(blocking=False):
+            log.info("fetch already running", extra={"source": name})
+            return
+        try:
+            self._guard("fetch", lambda: jobs.fetch_source(self.app, src), source=name)
+        finally:
+            lock.release()
+
+    def missed_fetches(self, now: dt.datetime) -> list[str]:
+        """Sources to fetch on start: never fetched, backoff over, or a scheduled fetch that fell
+        into the downtime (the list published meanwhile should be in the next digest)."""
+        names = [s.name for s in jobs.sources_to_fetch(self.app, now, never_succeeded=True)]
+        states = self.app.store.all_source_states()
+        for src in self.app.settings.sources:
+            st = states.get(src.name)
+            if not src.enabled or src.name in names or st is None or st.last_success_at is None:
+                continue
+            due = source_trigger(src).get_next_fire_time(None, st.last_success_at + dt.timedelta(seconds=1))
+            if due is not None and due <= now:
+                names.append(src.name)
+        return names
 
     def deliver(self, user_id: str) -> None:
         def run():
@@ -95,10 +119,10 @@ class Daemon:
         outcomes: list[jobs.DeliveryOutcome] = []
 
         def run():
-            for src in jobs.sources_to_fetch(self.app, self.app.clock.now(), never_succeeded=True):
+            for name in self.missed_fetches(self.app.clock.now()):
                 if self.stopping.is_set():
                     return
-                self.fetch(src.name)
+                self.fetch(name)
             outcomes.extend(self._deliver_all())
         try:
             self._guard("catch-up", run)

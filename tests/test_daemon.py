@@ -344,3 +344,13 @@ def test_in_chromium_the_thumbs_up_button_records_the_vote(setup):
     finally:
         server.stop()
         sock.close()
+
+
+def test_on_start_a_source_whose_scheduled_fetch_fell_into_the_downtime_is_fetched(setup):
+    d = setup.start()
+    d.stop()
+    # The replay source runs hourly at :07; fetched at 09:00, so 09:07 was missed by 09:30 ...
+    setup.clock.at = dt.datetime(2025, 5, 20, 9, 5, tzinfo=dt.timezone.utc)
+    assert d.missed_fetches(setup.clock.now()) == []
+    setup.clock.at = dt.datetime(2025, 5, 20, 9, 30, tzinfo=dt.timezone.utc)
+    assert d.missed_fetches(setup.clock.now()) == ["demo"]
