@@ -1,0 +1,51 @@
+"""Ranking: pure functions from (profile, papers) to a digest. No I/O, no database, no clock.
+
+    space = FeatureSpace.fit(corpus)                       # once a day, on every paper text known
+    model = train(profile, space, background, now)         # per user, only when their votes changed
+    sel = select(model, space, candidates, size, exclude=sent | downvoted, now=now)
+
+``rank_for_user`` does all three in one call; it is the shipped ranker exactly as the daemon and
+``digestd eval`` use it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable, Sequence
+
+from ..models import PaperText, ProfileInput
+from .features import FeatureSpace, Featurized, featurize
+from .profile import DEFAULT_PARAMS, Params, UserModel, train
+from .select import NOTHING_TODAY, Selection, rank_scores, select
+
+DEFAULT_BACKEND = "tfidf"
+BACKENDS = ("tfidf", "embeddings")
+
+
+def fit_space(corpus: Sequence[PaperText], backend: str | None = None) -> FeatureSpace:
+    return FeatureSpace.fit(corpus, backend=backend or DEFAULT_BACKEND)
+
+
+def rank_for_user(profile: ProfileInput, candidates: Sequence[PaperText], background: Sequence[PaperText],
+                  size: int, *, exclude: Iterable[str] = (), explore: bool = True,
+                  min_score: float | None = None, now: dt.datetime, backend: str | None = None,
+                  space: FeatureSpace | None = None) -> Selection:
+    """Fit the feature space (unless given), train the user's model, select the digest."""
+    if space is None:
+        corpus = _unique([*candidates, *background, *profile.seed_papers, *(v.paper for v in profile.votes)])
+        space = fit_space(corpus, backend)
+    model = train(profile, space, background, now)
+    return select(model, space, candidates, size, exclude=set(exclude), explore=explore,
+                  min_score=min_score, now=now)
+
+
+def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
+    seen: dict[str, PaperText] = {}
+    for p in papers:
+        seen.setdefault(p.key, p)
+    return list(seen.values())
+
+
+__all__ = [
+    "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "FeatureSpace", "Featurized", "NOTHING_TODAY", "Params",
+    "Selection", "UserModel", "featurize", "fit_space", "rank_for_user", "rank_scores", "select", "train",
+]

@@ -1,0 +1,233 @@
+"""Text -> vectors. Pure: data in, matrices out.
+
+Two representations live in one ``FeatureSpace``:
+
+* ``sparse``: TF-IDF over hashed word unigrams + bigrams of title + abstract, plus author tokens.
+  Hashing (not a fitted vocabulary) keeps the columns stable as the corpus grows: a paper
+  vectorised today and one vectorised next month land in the same space, so a stored
+  profile never has to be re-mapped. Only the IDF weights come from the corpus.
+* ``dense``: a low-rank "topic" projection (LSA, truncated SVD of the corpus TF-IDF). With five
+  liked papers, exact word overlap is too sparse a signal; LSA lets "protein structure" and
+  "folding" meet. Replaced by sentence embeddings when the ``embeddings`` backend is chosen.
+
+Both are L2-normalised so a dot product is a cosine.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
+from sklearn.preprocessing import normalize
+
+from ..models import PaperText
+
+N_FEATURES = 2 ** 20
+MAX_TOPIC_TERMS = 60_000
+AUTHOR_WEIGHT = 0.5          # authors help but must not drown the words
+_TEX = re.compile(r"\\[a-zA-Z]+|[{}$\\^_~]")
+_WORD = re.compile(r"[a-z][a-z0-9\-]+[a-z0-9]|[a-z]{2}")
+# Words every abstract uses; the sklearn list misses these academic fillers, and they carry no topic.
+_EXTRA_STOP = {
+    "paper", "propose", "proposed", "results", "result", "approach", "method", "methods", "using",
+    "based", "show", "shows", "new", "novel", "present", "study", "used", "use", "data", "work",
+    "also", "however", "well", "can", "may", "different", "two", "one", "three", "first", "high",
+    "large", "problem", "problems", "demonstrate", "provide", "recent", "previous", "significant",
+    "significantly", "number", "set", "model", "models", "analysis", "paper", "abstract", "including",
+    "available", "important", "known", "often", "many", "within", "via", "thus", "et", "al",
+}
+STOP_WORDS = frozenset(ENGLISH_STOP_WORDS | _EXTRA_STOP)
+
+
+def normalise_text(text: str) -> str:
+    """Lowercase ASCII without TeX markup, so "Schr\\"odinger" and "Schrödinger" tokenise alike."""
+    text = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode()
+    return _TEX.sub(" ", text).lower()
+
+
+def tokenize(text: str) -> list[str]:
+    """Content words: no stop words, no pure numbers; hyphenated terms kept whole."""
+    return [w for w in _WORD.findall(normalise_text(text)) if w not in STOP_WORDS]
+
+
+def _analyzer(text: str) -> list[str]:
+    words = tokenize(text)
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
+def _author_token(name: str) -> str:
+    """"Jörg K. Müller" and "J. Muller" -> "author:muller_j": tolerant of initials and accents."""
+    parts = [p for p in re.split(r"[\s.]+", normalise_text(name)) if p]
+    if not parts:
+        return ""
+    return f"author:{parts[-1]}_{parts[0][0]}"
+
+
+def paper_text(p: PaperText) -> str:
+    # The title is the author's own summary: counting it twice is a cheap, well-known boost.
+    return f"{p.title}. {p.title}. {p.abstract or ''}"
+
+
+@dataclass
+class FeatureSpace:
+    """Fitted text representation. Picklable; ``fit`` never mutates, it returns a new space."""
+
+    idf: np.ndarray | None = None                 # per hashed column; 1.0 for unseen columns' default
+    default_idf: float = 1.0                      # IDF of a term the corpus never saw (rare => high)
+    n_docs: int = 0
+    svd_cols: np.ndarray | None = None            # hashed columns the topic projection reads
+    svd_components: np.ndarray | None = None      # (len(svd_cols), k), float32
+    backend: str = "tfidf"
+    n_topics: int = 200
+    _embedder: object | None = field(default=None, repr=False, compare=False)
+
+    # -- fitting ---------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, corpus: Sequence[PaperText], *, backend: str = "tfidf", n_topics: int = 200,
+            seed: int = 0) -> "FeatureSpace":
+        """IDF (and the topic projection) from ``corpus``: every paper text the caller knows."""
+        space = cls(backend=backend, n_topics=n_topics)
+        tf = space._term_counts(corpus)
+        n = tf.shape[0]
+        df = np.bincount(tf.indices, minlength=N_FEATURES).astype(np.float64)
+        space.n_docs = n
+        space.idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+        space.default_idf = float(np.log(1.0 + n) + 1.0)
+        if backend == "tfidf":
+            # Terms seen once cannot link two papers, so the topic model reads only terms with df >= 2
+            # (capped to the most frequent, so the pickled space stays a few MB as the corpus grows).
+            cols = np.flatnonzero(df >= 2)
+            if len(cols) > MAX_TOPIC_TERMS:
+                cols = np.sort(cols[np.argsort(-df[cols], kind="stable")[:MAX_TOPIC_TERMS]])
+            x = normalize(space._weight(tf)[:, cols])
+            k = min(n_topics, min(x.shape) - 1)
+            if n > 10 and k >= 2:
+                svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=seed)
+                svd.fit(x)
+                space.svd_cols = cols
+                space.svd_components = svd.components_.T.astype(np.float32)
+        elif backend == "embeddings":
+            from .embeddings import load_embedder  # lazy: torch only for this backend
+            space._embedder = load_embedder()
+        else:
+            raise ValueError(f"unknown ranking backend {backend!r} (known: tfidf, embeddings)")
+        return space
+
+    # -- transforming ----------------------------------------------------------------------
+    _hasher = HashingVectorizer(n_features=N_FEATURES, analyzer=_analyzer, alternate_sign=False,
+                                norm=None, dtype=np.float64)
+
+    def _term_counts(self, papers: Sequence[PaperText]) -> sp.csr_matrix:
+        words = self._hasher.transform([paper_text(p) for p in papers])
+        if any(p.authors for p in papers):
+            # Authors hash into the same columns space under an "author:" prefix no word can take.
+            authors = self._author_hasher.transform([
+                [t for t in (_author_token(a) for a in (p.authors or [])) if t] for p in papers])
+            words = words + AUTHOR_WEIGHT * authors
+        return sp.csr_matrix(words)
+
+    _author_hasher = HashingVectorizer(n_features=N_FEATURES, analyzer=lambda names: names,
+                                       alternate_sign=False, norm=None, dtype=np.float64)
+
+    def _weight(self, tf: sp.csr_matrix) -> sp.csr_matrix:
+        x = tf.copy()
+        # sublinear tf: the 5th "network" in an abstract says less than the 1st
+        x.data = np.where(x.data >= 1.0, 1.0 + np.log(np.maximum(x.data, 1.0)), x.data)
+        if self.idf is not None:
+            x.data = x.data * self.idf[x.indices]
+        return normalize(x, copy=False)
+
+    def transform(self, papers: Sequence[PaperText]) -> sp.csr_matrix:
+        """TF-IDF rows, L2-normalised, one per paper (in order)."""
+        if not papers:
+            return sp.csr_matrix((0, N_FEATURES))
+        return self._weight(self._term_counts(papers))
+
+    def transform_text(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Free text (keywords, sentences) into the same TF-IDF space."""
+        if not texts:
+            return sp.csr_matrix((0, N_FEATURES))
+        return self._weight(sp.csr_matrix(self._hasher.transform(list(texts))))
+
+    def dense(self, papers: Sequence[PaperText], sparse_rows: sp.csr_matrix | None = None) -> np.ndarray:
+        """Topic vectors (LSA, or sentence embeddings), L2-normalised."""
+        if not papers:
+            return np.zeros((0, 1))
+        if self.backend == "embeddings":
+            return self._embedder_or_load().encode([paper_text_plain(p) for p in papers])
+        return self.dense_from_sparse(sparse_rows if sparse_rows is not None else self.transform(papers))
+
+    def dense_from_sparse(self, rows: sp.csr_matrix) -> np.ndarray:
+        if self.svd_components is None:
+            return np.zeros((rows.shape[0], 1))
+        z = np.asarray(rows[:, self.svd_cols] @ self.svd_components, dtype=np.float64)
+        return normalize(z)
+
+    def dense_text(self, texts: Sequence[str]) -> np.ndarray:
+        if self.backend == "embeddings":
+            return self._embedder_or_load().encode(list(texts))
+        return self.dense_from_sparse(self.transform_text(texts))
+
+    def _embedder_or_load(self):
+        if self._embedder is None:
+            from .embeddings import load_embedder
+            self._embedder = load_embedder()
+        return self._embedder
+
+    def __getstate__(self):
+        # The embedding model is reloaded from the installed package, never pickled with a profile.
+        state = self.__dict__.copy()
+        state["_embedder"] = None
+        return state
+
+    def terms(self, text: str) -> list[str]:
+        """Readable unigram terms of ``text`` (for reasons shown to a person)."""
+        return tokenize(text)
+
+    def term_idf(self, term: str) -> float:
+        col = self._hasher.transform([term]).indices
+        if self.idf is None or len(col) == 0:
+            return self.default_idf
+        return float(self.idf[col[-1]])
+
+
+def paper_text_plain(p: PaperText) -> str:
+    return f"{p.title}. {p.abstract or ''}".strip()
+
+
+@dataclass
+class Featurized:
+    """Papers with their vectors, computed once and shared: a day's candidates are scored for
+    every user, and the replay evaluation scores the same corpus for hundreds of users."""
+
+    papers: list[PaperText]
+    sparse: sp.csr_matrix
+    dense: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.papers)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "Featurized":
+        idx = np.asarray(idx, dtype=int)
+        return Featurized([self.papers[i] for i in idx], self.sparse[idx], self.dense[idx])
+
+
+def featurize(space: FeatureSpace, papers: "Sequence[PaperText] | Featurized") -> Featurized:
+    if isinstance(papers, Featurized):
+        return papers
+    papers = list(papers)
+    if not papers:
+        return Featurized([], sp.csr_matrix((0, N_FEATURES)), np.zeros((0, space_dim(space))))
+    sparse = space.transform(papers)
+    return Featurized(papers, sparse, space.dense(papers, sparse))
+
+
+def space_dim(space: FeatureSpace) -> int:
+    if space.backend == "embeddings":
+        return 384
+    return space.svd_components.shape[1] if space.svd_components is not None else 1
