@@ -112,10 +112,11 @@ class SourceSettings(_Strict):
     @classmethod
     def _cron(cls, v: str) -> str:
         if v:
-            from apscheduler.triggers.cron import CronTrigger
+            # The daemon's own parser: crontab's day-of-week numbers (0 or 7 = Sunday), not APScheduler's.
+            from .schedule import cron_trigger
 
             try:
-                CronTrigger.from_crontab(v, timezone="UTC")
+                cron_trigger(v)
             except ValueError as e:
                 raise ValueError(f"not a valid cron expression {v!r}: {e}") from None
         return v

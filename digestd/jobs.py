@@ -53,15 +53,26 @@ class FetchOutcome:
     skipped: str | None = None
 
 
-def fetch_days(app: "App", src: SourceSettings, day: dt.date | None, today: dt.date) -> list[dt.date]:
-    """Which days one fetch of a source covers. A replay source without a date catches up on every
-    saved list up to today; live sources serve "today" (their feeds hold only the current list)."""
+# After downtime, the Hugging Face API is asked for at most this many missed days.
+HF_CATCH_UP_DAYS = 7
+
+
+def fetch_days(app: "App", src: SourceSettings, day: dt.date | None, today: dt.date,
+               last_success: dt.datetime | None = None) -> list[dt.date]:
+    """Which days one fetch of a source covers.
+
+    A replay source without a date catches up on every saved list up to today. The Hugging Face API
+    serves any date, so after downtime it catches up on the days since its last success. arXiv and
+    plain feeds only ever serve their current list."""
     if day is not None:
         return [day]
     if src.type == "replay":
         from .sources.replay import list_days
 
         return [d for d in list_days(app.settings.resolve(src.path)) if d <= today]
+    if src.type == "hf_daily" and last_success is not None:
+        start = max(last_success.date(), today - dt.timedelta(days=HF_CATCH_UP_DAYS - 1))
+        return [start + dt.timedelta(days=i) for i in range((today - start).days + 1)]
     return [today]
 
 
@@ -75,7 +86,7 @@ def fetch_source(app: "App", src: SourceSettings, day: dt.date | None = None, *,
         return [FetchOutcome(src.name, day, skipped=f"backing off until {state.next_retry_at.isoformat()}")]
     outcomes = []
     try:
-        days = fetch_days(app, src, day, now.date())
+        days = fetch_days(app, src, day, now.date(), state.last_success_at)
         total = 0
         last = None
         for d in days:

@@ -99,3 +99,12 @@ def test_every_setting_has_help_text():
 def test_the_demo_config_is_valid():
     s = load_config(str(REPO / "examples" / "demo.toml"))
     assert len(s.users) >= 3 and all(src.type == "replay" for src in s.sources)
+
+
+def test_a_source_schedule_takes_crontab_day_numbers_and_rejects_nonsense(tmp_path):
+    ok = GOOD.replace('categories = ["cs.LG"]', 'categories = ["cs.LG"]\nschedule = "30 5 * * 0,7"')
+    assert parse_config(ok, config_dir=tmp_path).sources[0].schedule == "30 5 * * 0,7"
+    bad = GOOD.replace('categories = ["cs.LG"]', 'categories = ["cs.LG"]\nschedule = "every morning"')
+    with pytest.raises(ConfigError) as e:
+        parse_config(bad, config_dir=tmp_path)
+    assert [k for k, _ in e.value.problems] == ["sources[0].schedule"]

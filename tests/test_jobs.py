@@ -27,6 +27,7 @@ class Web:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.hf_dates: list[str] = []
         self.fail: dict[str, int] = {}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -37,6 +38,7 @@ class Web:
         if host == "rss.arxiv.org":
             return httpx.Response(200, content=ATOM, headers={"ETag": '"a1"'})
         if host == "huggingface.co":
+            self.hf_dates.append(request.url.params.get("date"))
             return httpx.Response(200, content=HF if request.url.params.get("p", "0") == "0" else b"[]")
         if host == "export.arxiv.org":
             return httpx.Response(200, content=API)
@@ -231,3 +233,11 @@ def test_rotating_the_feed_token_changes_the_feed_url(world):
     after = jobs.rotate_feed_token(app, "ann")
     assert before != after and jobs.export_user(app, "ann")["feed_url"] == after
     assert after.startswith("https://digest.example.org/feeds/") and after.endswith(".atom")
+
+
+def test_after_downtime_hugging_face_is_asked_for_each_missed_day(world):
+    app, web, rec, clock = world
+    jobs.fetch_all(app)
+    clock.advance(days=3)
+    jobs.fetch_all(app)
+    assert sorted(set(web.hf_dates)) == ["2025-08-20", "2025-08-21", "2025-08-22", "2025-08-23"]
