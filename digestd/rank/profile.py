@@ -44,8 +44,8 @@ class Params:
     alpha: float = 0.8                 # diffusion: probability of following an edge vs jumping back home
     iterations: int = 20
     w_diffusion: float = 1.0
-    w_interest: float = 0.3
-    w_linear: float = 0.3
+    w_interest: float = 0.0            # measured: the diffusion already keeps interests apart; kept for A/B runs
+    w_linear: float = 0.1              # light: on citeulike-dev it helps little, but it carries thumbs-down vs stream
     w_hub: float = 0.1                 # hubness correction: generic papers near everything rank less
     w_dislike: float = 0.5
     threshold_quantile: float = 0.97   # only the top 3% of the background counts as "relevant"
