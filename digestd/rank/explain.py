@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.preprocessing import normalize
 
 from ..models import Pick
-from .features import FeatureSpace, Featurized, tokenize
+from .features import FeatureSpace, Featurized, compact_dense, tokenize
 from .profile import UserModel
 
 # Split after . ! ? followed by a space and an uppercase letter / digit; keeps "e.g. the" together.
@@ -43,7 +43,7 @@ def explain(model: UserModel, space: FeatureSpace, picked: Featurized, scores: n
     if model.empty:
         sims = np.zeros((len(picked), 0))
     else:
-        sims = (1 - mix) * (picked.sparse @ model.pos_sparse.T).toarray() + mix * (picked.dense @ model.pos_dense.T)
+        sims = (1 - mix) * picked.sparse_dot(model.pos_sparse) + mix * (picked.dense @ model.pos_dense.T)
     for i, paper in enumerate(picked.papers):
         words = set(tokenize(f"{paper.title} {paper.abstract}"))
         matched = sorted((t for t in words if t in model.profile_terms),
@@ -87,9 +87,10 @@ def _highlight(model: UserModel, space: FeatureSpace, abstract: str, anchor_idx:
     xs = space.transform_text(sents)
     score = np.zeros(len(sents))
     if anchor_idx >= 0:
-        score += np.asarray((xs @ model.pos_sparse[anchor_idx].T).toarray()).ravel()
-    if model.coef_sparse is not None:
-        lin = np.asarray((xs @ model.coef_sparse.T).toarray()).ravel()
+        sent_rows, anchor_row = compact_dense(xs, model.pos_sparse[anchor_idx])
+        score += sent_rows @ anchor_row[0]
+    if model.coef_dense is not None:
+        lin = space.dense_from_sparse(xs) @ model.coef_dense
         score += 0.1 * lin / (np.abs(lin).max() or 1.0)
     # Prefer a sentence with substance over a fragment that happens to share one word.
     score += 0.02 * np.minimum(np.array([len(s.split()) for s in sents]), 25) / 25

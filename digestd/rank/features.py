@@ -189,11 +189,28 @@ class FeatureSpace:
         """Readable unigram terms of ``text`` (for reasons shown to a person)."""
         return tokenize(text)
 
-    def term_idf(self, term: str) -> float:
-        col = self._hasher.transform([term]).indices
-        if self.idf is None or len(col) == 0:
-            return self.default_idf
-        return float(self.idf[col[-1]])
+    def term_idf(self, terms: Sequence[str]) -> np.ndarray:
+        """IDF of each (already tokenised) term, in one hashing pass."""
+        if self.idf is None or not terms:
+            return np.full(len(terms), self.default_idf)
+        m = self._author_hasher.transform([[t] for t in terms])  # same hash as the word analyzer
+        m = sp.csr_matrix(m)
+        out = np.full(len(terms), self.default_idf)
+        has = np.diff(m.indptr) > 0
+        out[has] = self.idf[m.indices[m.indptr[:-1][has]]]
+        return out
+
+
+def compact_dense(*mats: sp.csr_matrix) -> list[np.ndarray]:
+    """Small sparse matrices -> dense over the columns they use (for anchor-sized computations)."""
+    cols = np.unique(np.concatenate([m.indices for m in mats])) if mats else np.zeros(0, int)
+    out = []
+    for m in mats:
+        d = np.zeros((m.shape[0], len(cols)))
+        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        d[rows, np.searchsorted(cols, m.indices)] = m.data
+        out.append(d)
+    return out
 
 
 def paper_text_plain(p: PaperText) -> str:
@@ -211,6 +228,18 @@ class Featurized:
 
     def __len__(self) -> int:
         return len(self.papers)
+
+    def sparse_dot(self, rows: sp.csr_matrix) -> np.ndarray:
+        """``self.sparse @ rows.T`` as a dense (len(self), len(rows)) array.
+
+        Written as rows @ (pool transposed, memoised as CSR) because scipy would otherwise convert a
+        2^20-column matrix on every call, which dominated scoring time."""
+        if rows.shape[0] == 0 or len(self) == 0:
+            return np.zeros((len(self), rows.shape[0]))
+        t = self.__dict__.get("_t")
+        if t is None:
+            t = self.__dict__["_t"] = self.sparse.T.tocsr()
+        return (rows @ t).toarray().T
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> "Featurized":
         idx = np.asarray(idx, dtype=int)
@@ -231,3 +260,32 @@ def space_dim(space: FeatureSpace) -> int:
     if space.backend == "embeddings":
         return 384
     return space.svd_components.shape[1] if space.svd_components is not None else 1
+
+
+def similarity(space_mix: float, a: Featurized, b: Featurized) -> np.ndarray:
+    """Cosine in the blended view: exact words (sparse) and topics (dense)."""
+    return (1 - space_mix) * b.sparse_dot(a.sparse).T + space_mix * (a.dense @ b.dense.T)
+
+
+def knn_graph(f: Featurized, k: int, mix: float) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Symmetric k-nearest-neighbour graph of a pool of papers, and each node's k-th similarity.
+
+    Memoised on the ``Featurized`` object: a day's candidate pool is shared by every user, so the
+    O(n^2) part is paid once per day (and once per replay evaluation), not once per user.
+    """
+    key = (k, mix)
+    cache = f.__dict__.setdefault("_graphs", {})
+    if key not in cache:
+        n = len(f)
+        s = similarity(mix, f, f)
+        np.fill_diagonal(s, -np.inf)
+        kk = min(k, max(1, n - 1))
+        if n <= 1:
+            cache[key] = (sp.csr_matrix((n, n)), np.zeros(n))
+        else:
+            nbr = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            vals = np.maximum(np.take_along_axis(s, nbr, axis=1), 0.0)
+            a = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(n), kk), nbr.ravel())), shape=(n, n))
+            a = a.maximum(a.T).tocsr()
+            cache[key] = (a, vals.min(axis=1))
+    return cache[key]

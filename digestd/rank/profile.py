@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
 from ..models import PaperText, ProfileInput
-from .features import FeatureSpace, Featurized, featurize
+from .features import FeatureSpace, Featurized, compact_dense, featurize, knn_graph
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,18 @@ class Params:
     half_life_days: float = 180.0      # a vote loses half its weight in six months
     seed_weight: float = 1.0           # config seed papers / imports count like a fresh thumbs-up
     keyword_weight: float = 1.0        # the keywords pseudo-paper
-    down_weight: float = 3.0           # one thumbs-down counts like this many sampled unvoted papers
+    down_weight: float = 3.0           # one thumbs-down counts like this many liked papers (vs sampled unvoted)
     background_sample: int = 2000      # unvoted papers used as soft negatives
     C: float = 1.0                     # logistic regression: inverse regularisation
     cluster_threshold: float = 0.35    # cosine above which two liked papers share one interest
-    knn: int = 3                       # mean of the top-k similarities to single liked papers
     dense_mix: float = 0.5             # weight of the topic (dense) view vs exact words in similarities
-    w_interest: float = 1.0
-    w_knn: float = 1.0
-    w_linear: float = 1.0
+    graph_k: int = 50                  # neighbours per paper in the diffusion graph
+    alpha: float = 0.8                 # diffusion: probability of following an edge vs jumping back home
+    iterations: int = 20
+    w_diffusion: float = 1.0
+    w_interest: float = 0.0            # measured: the diffusion already keeps interests apart; kept for A/B runs
+    w_linear: float = 0.1              # light: on citeulike-dev it helps little, but it carries thumbs-down vs stream
+    w_hub: float = 0.1                 # hubness correction: generic papers near everything rank less
     w_dislike: float = 0.5
     threshold_quantile: float = 0.97   # only the top 3% of the background counts as "relevant"
     seed: int = 0
@@ -77,8 +80,7 @@ class UserModel:
     cluster_of: np.ndarray             # anchor -> cluster
     neg_sparse: sp.csr_matrix          # thumbs-downed papers
     neg_dense: np.ndarray
-    coef_sparse: sp.csr_matrix | None  # linear model, split over the two views
-    coef_dense: np.ndarray | None
+    coef_dense: np.ndarray | None      # linear model over the topic view
     intercept: float
     # per-component standardisation against the background, and the relevance threshold
     mu: dict[str, float] = field(default_factory=dict)
@@ -108,34 +110,26 @@ def _cluster(dense: np.ndarray, sparse: sp.csr_matrix, weights: np.ndarray, thre
     """Greedy single-pass clustering, heaviest anchors first: each joins the interest whose
     centroid it is closest to if above ``threshold``, else starts a new one. Deterministic, O(n*k),
     and needs no k: a user with one topic gets one interest, a user with three gets three."""
-    n = len(weights)
+    (xs,) = compact_dense(sparse)
     order = np.argsort(-weights, kind="stable")
-    labels = np.full(n, -1)
-    cent_d: list[np.ndarray] = []
-    cent_s: list[sp.csr_matrix] = []
-    members: list[list[int]] = []
+    labels = np.full(len(weights), -1)
+    sum_s: list[np.ndarray] = []
+    sum_d: list[np.ndarray] = []
     for i in order:
         best, best_sim = -1, threshold
-        for c in range(len(members)):
-            sim = mix * float(dense[i] @ cent_d[c]) + (1 - mix) * float((sparse[i] @ cent_s[c].T).toarray()[0, 0])
+        for c in range(len(sum_s)):
+            cs, cd = sum_s[c], sum_d[c]
+            sim = (1 - mix) * float(xs[i] @ cs) / (np.linalg.norm(cs) or 1.0) \
+                + mix * float(dense[i] @ cd) / (np.linalg.norm(cd) or 1.0)
             if sim > best_sim:
                 best, best_sim = c, sim
         if best < 0:
-            members.append([i])
-            c = len(members) - 1
-        else:
-            members[best].append(i)
-            c = best
-        labels[i] = c
-        idx = members[c]
-        w = weights[idx][:, None]
-        cent_d_c = normalize((dense[idx] * w).sum(0, keepdims=True))[0]
-        cent_s_c = normalize(sp.csr_matrix(sparse[idx].multiply(w).sum(0)))
-        if c < len(cent_d):
-            cent_d[c], cent_s[c] = cent_d_c, cent_s_c
-        else:
-            cent_d.append(cent_d_c)
-            cent_s.append(cent_s_c)
+            sum_s.append(np.zeros(xs.shape[1]))
+            sum_d.append(np.zeros(dense.shape[1]))
+            best = len(sum_s) - 1
+        labels[i] = best
+        sum_s[best] += weights[i] * xs[i]
+        sum_d[best] += weights[i] * dense[i]
     return labels
 
 
@@ -192,19 +186,21 @@ def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[Paper
     neg = featurize(space, [paper for _, paper in downs])
     neg_w = np.array([_decay(at, now, p.half_life_days) for at, _ in downs], dtype=float)
 
+    # The background is both the calibration reference (all of it, graph shared with other users)
+    # and, minus what the user voted on, the pool of soft negatives for the linear model.
     bg = featurize(space, background)
     keep = [i for i, q in enumerate(bg.papers) if q.key not in voted]
     rng = np.random.default_rng(p.seed)
     if len(keep) > p.background_sample:
         keep = sorted(rng.choice(keep, size=p.background_sample, replace=False).tolist())
-    bg = bg.subset(keep)
+    negatives = bg.subset(keep)
 
     model = UserModel(
         user_id=profile.user_id, params=p, anchors=anchors,
         pos_sparse=pos_sparse, pos_dense=pos_dense, pos_weight=weights,
         centroids_sparse=sp.csr_matrix((0, pos_sparse.shape[1])), centroids_dense=np.zeros((0, 1)),
         cluster_of=np.zeros(0, dtype=int), neg_sparse=neg.sparse, neg_dense=neg.dense,
-        coef_sparse=None, coef_dense=None, intercept=0.0,
+        coef_dense=None, intercept=0.0,
         keywords=list(profile.keywords), known_keys=frozenset(voted | {a.key for a in anchors if a.key}),
         trained_at=now,
     )
@@ -224,28 +220,24 @@ def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[Paper
     model.centroids_dense = np.vstack(cd)
     model.cluster_of = labels
 
-    # Linear model: liked vs disliked (heavy) + background (light, summing to the liked weight so
-    # neither side dominates however many background papers there are).
-    if len(bg) and len(anchors):
-        xs = sp.vstack([pos_sparse, neg.sparse, bg.sparse]).tocsr()
-        xd = np.vstack([pos_dense, neg.dense, bg.dense]) if neg.dense.size else np.vstack([pos_dense, bg.dense])
-        x = sp.hstack([xs * (1 - p.dense_mix) ** 0.5, sp.csr_matrix(xd * p.dense_mix ** 0.5)]).tocsr()
-        y = np.r_[np.ones(len(anchors)), np.zeros(neg.sparse.shape[0] + len(bg))]
-        w_bg = weights.sum() / len(bg)
+    # Linear model on the topic view: liked vs disliked (heavy) + sampled unvoted (light, summing to
+    # the liked weight so neither side dominates however many background papers there are).
+    # Dense features keep the fit in milliseconds; exact words already speak through the graph.
+    if len(negatives) and len(anchors):
+        xd = np.vstack([pos_dense, neg.dense, negatives.dense]) if len(neg) else np.vstack([pos_dense, negatives.dense])
+        y = np.r_[np.ones(len(anchors)), np.zeros(len(neg) + len(negatives))]
+        w_bg = weights.sum() / len(negatives)
         # A thumbs-down is a deliberate statement: worth ``down_weight`` liked papers, decayed like them.
-        sw = np.r_[weights, p.down_weight * neg_w * weights.mean(), np.full(len(bg), w_bg)]
-        clf = LogisticRegression(C=p.C, solver="liblinear", random_state=p.seed, max_iter=200)
-        clf.fit(x, y, sample_weight=sw)
-        coef = clf.coef_[0]
-        ns = pos_sparse.shape[1]
-        model.coef_sparse = sp.csr_matrix(coef[:ns] * (1 - p.dense_mix) ** 0.5)
-        model.coef_dense = coef[ns:] * p.dense_mix ** 0.5
+        sw = np.r_[weights, p.down_weight * neg_w * weights.mean(), np.full(len(negatives), w_bg)]
+        clf = LogisticRegression(C=p.C, solver="lbfgs", max_iter=300)
+        clf.fit(xd, y, sample_weight=sw / sw.mean())
+        model.coef_dense = clf.coef_[0]
         model.intercept = float(clf.intercept_[0])
 
     # Calibration: standardise each component on the background, then put the relevance threshold
     # at a high quantile of the background's blended score. A thin day thus yields few picks.
     if len(bg):
-        raw = component_scores(model, bg.sparse, bg.dense)
+        raw = component_scores(model, bg)
         for name, v in raw.items():
             model.mu[name] = float(np.mean(v))
             model.sd[name] = float(np.std(v)) or 1.0
@@ -256,32 +248,63 @@ def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[Paper
     return model
 
 
-def component_scores(model: UserModel, xs: sp.csr_matrix, xd: np.ndarray) -> dict[str, np.ndarray]:
-    """Raw (unstandardised) score components for rows ``xs``/``xd``."""
+def component_scores(model: UserModel, pool: Featurized) -> dict[str, np.ndarray]:
+    """Raw (unstandardised) score components for every paper of ``pool``.
+
+    ``diffusion`` is a personalised PageRank on the pool's k-nearest-neighbour graph with the
+    user's anchors added as nodes: relevance flows from liked papers to their neighbours and on
+    to *their* neighbours, so a paper that shares no words with a liked one but sits in the same
+    neighbourhood still surfaces. With five likes, this beats any single similarity.
+    """
     p = model.params
-    n = xs.shape[0]
-    out: dict[str, np.ndarray] = {}
+    n = len(pool)
     if model.empty or n == 0:
         return {"interest": np.zeros(n)}
     mix = p.dense_mix
-    sims = (1 - mix) * (xs @ model.pos_sparse.T).toarray() + mix * (xd @ model.pos_dense.T)
-    # recency weight enters softly (sqrt) so an old like still counts as a neighbour
-    sims_w = sims * np.sqrt(model.pos_weight / model.pos_weight.max())[None, :]
-    k = min(p.knn, sims_w.shape[1])
-    out["knn"] = np.sort(sims_w, axis=1)[:, -k:].mean(axis=1)
-    csims = (1 - mix) * (xs @ model.centroids_sparse.T).toarray() + mix * (xd @ model.centroids_dense.T)
-    out["interest"] = csims.max(axis=1)
-    if model.coef_sparse is not None:
-        out["linear"] = np.asarray(xs @ model.coef_sparse.T.toarray()).ravel() + xd @ model.coef_dense
+    out: dict[str, np.ndarray] = {}
+    sims = (1 - mix) * pool.sparse_dot(model.pos_sparse) + mix * (pool.dense @ model.pos_dense.T)
+    out["diffusion"] = _diffuse(model, pool, sims)
+    csims = (1 - mix) * pool.sparse_dot(model.centroids_sparse) + mix * (pool.dense @ model.centroids_dense.T)
+    out["interest"] = csims.max(axis=1)          # nearest interest, not the blur of all of them
+    if model.coef_dense is not None:
+        out["linear"] = pool.dense @ model.coef_dense + model.intercept
+    graph, _ = knn_graph(pool, p.graph_k, mix)
+    out["hub"] = np.asarray(graph.sum(axis=1)).ravel()
     if model.neg_sparse.shape[0]:
-        nsims = (1 - mix) * (xs @ model.neg_sparse.T).toarray() + mix * (xd @ model.neg_dense.T)
+        nsims = (1 - mix) * pool.sparse_dot(model.neg_sparse) + mix * (pool.dense @ model.neg_dense.T)
         out["dislike"] = nsims.max(axis=1)
     return out
 
 
+def _diffuse(model: UserModel, pool: Featurized, sims: np.ndarray) -> np.ndarray:
+    p = model.params
+    n, m = sims.shape                              # pool size, anchors
+    graph, kth = knn_graph(pool, p.graph_k, p.dense_mix)
+    k = min(p.graph_k, n)
+    # Anchor edges: an anchor links to its k nearest pool papers, and a pool paper links to an
+    # anchor that is closer than its own k-th neighbour (the kNN rule, seen from both ends).
+    top = np.argpartition(-sims, k - 1, axis=0)[:k] if k < n else np.tile(np.arange(n)[:, None], (1, m))
+    mask = np.zeros_like(sims, dtype=bool)
+    np.put_along_axis(mask, top, True, axis=0)
+    mask |= sims >= kth[:, None]
+    e = sp.csr_matrix(np.where(mask, np.maximum(sims, 0.0), 0.0))       # (n, m)
+    full = sp.bmat([[graph, e], [e.T, None]], format="csr")
+    deg = np.asarray(full.sum(axis=1)).ravel()
+    inv = 1.0 / np.sqrt(np.where(deg > 0, deg, 1.0))
+    norm = sp.diags(inv) @ full @ sp.diags(inv)
+    y = np.zeros(n + m)
+    y[n:] = model.pos_weight / model.pos_weight.sum()
+    f = y.copy()
+    for _ in range(p.iterations):
+        f = (1 - p.alpha) * y + p.alpha * (norm @ f)
+    # Scaled by the pool size, so a paper's score does not shrink just because the day is busy.
+    return f[:n] * n
+
+
 def blend(model: UserModel, raw: dict[str, np.ndarray]) -> np.ndarray:
     p = model.params
-    weights = {"interest": p.w_interest, "knn": p.w_knn, "linear": p.w_linear, "dislike": -p.w_dislike}
+    weights = {"diffusion": p.w_diffusion, "interest": p.w_interest, "linear": p.w_linear,
+               "hub": -p.w_hub, "dislike": -p.w_dislike}
     total = None
     for name, v in raw.items():
         z = (v - model.mu.get(name, 0.0)) / model.sd.get(name, 1.0)
@@ -295,7 +318,7 @@ def score(model: UserModel, space: FeatureSpace, papers: Sequence[PaperText] | F
     f = featurize(space, papers)
     if model.empty or len(f) == 0:
         return np.zeros(len(f))
-    return blend(model, component_scores(model, f.sparse, f.dense)) - model.threshold
+    return blend(model, component_scores(model, f)) - model.threshold
 
 
 def _profile_terms(model: UserModel, space: FeatureSpace, papers: list[PaperText],
@@ -309,6 +332,7 @@ def _profile_terms(model: UserModel, space: FeatureSpace, papers: list[PaperText
         for t in space.terms(kw):
             terms[t] = terms.get(t, 0.0) + 2.0
     # Weight by IDF so "protein" beats "data"; keep the profile small.
-    scored = {t: w * space.term_idf(t) for t, w in terms.items()}
+    names = sorted(terms)
+    scored = dict(zip(names, (np.array([terms[t] for t in names]) * space.term_idf(names)).tolist()))
     top = sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))[:300]
     return dict(top)

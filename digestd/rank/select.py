@@ -33,7 +33,7 @@ def rank_scores(model: UserModel, space: FeatureSpace, candidates: Sequence[Pape
     f = featurize(space, candidates)
     if model.empty or len(f) == 0:
         return np.zeros(len(f))
-    return blend(model, component_scores(model, f.sparse, f.dense)) - model.threshold
+    return blend(model, component_scores(model, f)) - model.threshold
 
 
 def select(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText] | Featurized, size: int, *,
@@ -47,12 +47,13 @@ def select(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText
     """
     f = featurize(space, candidates)
     exclude = set(exclude) | set(model.known_keys)
+    # Score the whole pool (its neighbour graph is shared with other users), then drop exclusions.
+    scores_all = rank_scores(model, space, f)
     keep = [i for i, p in enumerate(f.papers) if p.key not in exclude]
     f = f.subset(keep)
+    scores = scores_all[keep]
     if size <= 0 or len(f) == 0:
         return Selection([], NOTHING_TODAY if size > 0 else None)
-
-    scores = rank_scores(model, space, f)
     cut = 0.0 if min_score is None else min_score
     cold = model.empty
     if cold:
@@ -93,7 +94,7 @@ def _is_duplicate(f: Featurized, i: int, chosen: list[int], seen_titles: set[str
         return True
     if not chosen:
         return False
-    sims = (f.sparse[chosen] @ f.sparse[i].T).toarray().ravel()
+    sims = np.asarray(f.sparse[chosen].multiply(f.sparse[i]).sum(axis=1)).ravel()
     return bool(sims.max() >= DUPLICATE_COSINE)
 
 
@@ -112,8 +113,9 @@ def _explore_pick(model: UserModel, f: Featurized, scores: np.ndarray, chosen: l
     rest_arr = np.array(rest)
     if not model.empty and model.centroids_dense.shape[0]:
         mix = model.params.dense_mix
-        csim = ((1 - mix) * (f.sparse[rest_arr] @ model.centroids_sparse.T).toarray()
-                + mix * (f.dense[rest_arr] @ model.centroids_dense.T)).max(axis=1)
+        sub = f.subset(rest_arr)
+        csim = ((1 - mix) * sub.sparse_dot(model.centroids_sparse)
+                + mix * (sub.dense @ model.centroids_dense.T)).max(axis=1)
         outside = rest_arr[csim < model.params.cluster_threshold]
         if len(outside):
             rest_arr = outside
