@@ -19,6 +19,7 @@ SPELLINGS = [
     ("math.CA/0611800v2", ("math/0611800", 2)),
     ("math/0611800", ("math/0611800", None)),
     ("https://arxiv.org/abs/hep-th/9901001v1", ("hep-th/9901001", 1)),
+    ("0704.0001", ("0704.0001", None)),
 ]
 
 
