@@ -146,7 +146,7 @@ def test_status_shows_sources_users_and_counts(demo):
 
 
 def test_unknown_user_and_paper_are_one_line_errors(demo):
-    r = cli(demo, "feedback", "nobody", "2505.11350", "up", check=False)
+    r = cli(demo, "feedback", "nobody", "2505.22704", "up", check=False)
     assert r.returncode == 1 and "nobody" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli(demo, "feedback", "alice", "1234.99999", "up", check=False)
     assert r.returncode == 1 and "1234.99999" in r.stderr and len(r.stderr.strip().splitlines()) == 1
