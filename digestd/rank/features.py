@@ -165,7 +165,18 @@ class FeatureSpace:
     def dense_from_sparse(self, rows: sp.csr_matrix) -> np.ndarray:
         if self.svd_components is None:
             return np.zeros((rows.shape[0], 1))
-        z = np.asarray(rows[:, self.svd_cols] @ self.svd_components, dtype=np.float64)
+        # Column-indexing a 2^20-column matrix is slow; remap the few used columns instead.
+        pos = self.__dict__.get("_colpos")
+        if pos is None:
+            pos = np.full(N_FEATURES, -1, dtype=np.int64)
+            pos[self.svd_cols] = np.arange(len(self.svd_cols))
+            self.__dict__["_colpos"] = pos
+        rows = sp.csr_matrix(rows)
+        where = pos[rows.indices]
+        keep = where >= 0
+        row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))[keep]
+        sub = sp.csr_matrix((rows.data[keep], (row_of, where[keep])), shape=(rows.shape[0], len(self.svd_cols)))
+        z = np.asarray(sub @ self.svd_components, dtype=np.float64)
         return normalize(z)
 
     def dense_text(self, texts: Sequence[str]) -> np.ndarray:
@@ -183,6 +194,7 @@ class FeatureSpace:
         # The embedding model is reloaded from the installed package, never pickled with a profile.
         state = self.__dict__.copy()
         state["_embedder"] = None
+        state.pop("_colpos", None)         # a lookup table rebuilt on demand
         return state
 
     def terms(self, text: str) -> list[str]:

@@ -36,7 +36,7 @@ class Params:
     seed_weight: float = 1.0           # config seed papers / imports count like a fresh thumbs-up
     keyword_weight: float = 1.0        # the keywords pseudo-paper
     down_weight: float = 3.0           # one thumbs-down counts like this many liked papers (vs sampled unvoted)
-    background_sample: int = 2000      # unvoted papers used as soft negatives
+    background_sample: int = 500       # unvoted papers used as soft negatives (more: slower fit, no gain)
     C: float = 1.0                     # logistic regression: inverse regularisation
     cluster_threshold: float = 0.35    # cosine above which two liked papers share one interest
     dense_mix: float = 0.5             # weight of the topic (dense) view vs exact words in similarities
