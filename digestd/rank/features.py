@@ -83,12 +83,12 @@ class FeatureSpace:
     svd_cols: np.ndarray | None = None            # hashed columns the topic projection reads
     svd_components: np.ndarray | None = None      # (len(svd_cols), k), float32
     backend: str = "tfidf"
-    n_topics: int = 128
+    n_topics: int = 200
     _embedder: object | None = field(default=None, repr=False, compare=False)
 
     # -- fitting ---------------------------------------------------------------------------
     @classmethod
-    def fit(cls, corpus: Sequence[PaperText], *, backend: str = "tfidf", n_topics: int = 128,
+    def fit(cls, corpus: Sequence[PaperText], *, backend: str = "tfidf", n_topics: int = 200,
             seed: int = 0) -> "FeatureSpace":
         """IDF (and the topic projection) from ``corpus``: every paper text the caller knows."""
         space = cls(backend=backend, n_topics=n_topics)
