@@ -406,7 +406,8 @@ def run(papers: str, ratings: str, *, k: int = 5, n: int = 20, json_path: str | 
         if not cases:
             raise EvalDataError(f"{ratings}: no user has at least K+5 = {k + 5} positive ratings")
         t0 = time.perf_counter()
-        results = evaluate(plist, cases, names, backend=backend, err=err, params=params)
+        with _single_threaded_blas():
+            results = evaluate(plist, cases, names, backend=backend, err=err, params=params)
     except EvalDataError as e:
         print(f"digestd eval: error: {e}", file=err)
         return 2
@@ -425,6 +426,17 @@ def run(papers: str, ratings: str, *, k: int = 5, n: int = 20, json_path: str | 
     if plot_path:
         write_plot(results, plot_path, len(cases), k)
     return 0
+
+
+def _single_threaded_blas():
+    """Per-user work is many small matrix products: threaded BLAS only adds contention (the CLI sets
+    the same through the environment; this covers `python -m digestd.evaluate` and library calls)."""
+    try:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(1, user_api="blas")
+    except Exception:                    # threadpoolctl ships with scikit-learn; be safe anyway
+        import contextlib
+        return contextlib.nullcontext()
 
 
 def main(argv: list[str] | None = None) -> int:

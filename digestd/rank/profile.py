@@ -36,7 +36,7 @@ class Params:
     seed_weight: float = 1.0           # config seed papers / imports count like a fresh thumbs-up
     keyword_weight: float = 1.0        # the keywords pseudo-paper
     down_weight: float = 3.0           # one thumbs-down counts like this many liked papers (vs sampled unvoted)
-    background_sample: int = 2000      # unvoted papers used as soft negatives
+    background_sample: int = 500       # unvoted papers used as soft negatives (more: slower fit, no gain)
     C: float = 1.0                     # logistic regression: inverse regularisation
     cluster_threshold: float = 0.35    # cosine above which two liked papers share one interest
     dense_mix: float = 0.5             # weight of the topic (dense) view vs exact words in similarities
@@ -214,7 +214,7 @@ def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[Paper
     for c in range(k):
         idx = np.flatnonzero(labels == c)
         w = weights[idx][:, None]
-        cs.append(normalize(sp.csr_matrix(pos_sparse[idx].multiply(w).sum(0))))
+        cs.append(normalize(sp.csr_matrix(w.T) @ pos_sparse[idx]))       # stays sparse (2^20 columns)
         cd.append(normalize((pos_dense[idx] * w).sum(0, keepdims=True)))
     model.centroids_sparse = sp.vstack(cs).tocsr()
     model.centroids_dense = np.vstack(cd)
@@ -268,8 +268,7 @@ def component_scores(model: UserModel, pool: Featurized) -> dict[str, np.ndarray
     out["interest"] = csims.max(axis=1)          # nearest interest, not the blur of all of them
     if model.coef_dense is not None:
         out["linear"] = pool.dense @ model.coef_dense + model.intercept
-    graph, _ = knn_graph(pool, p.graph_k, mix)
-    out["hub"] = np.asarray(graph.sum(axis=1)).ravel()
+    out["hub"] = _pool_graph(pool, p)[2]
     if model.neg_sparse.shape[0]:
         nsims = (1 - mix) * pool.sparse_dot(model.neg_sparse) + mix * (pool.dense @ model.neg_dense.T)
         out["dislike"] = nsims.max(axis=1)
@@ -277,28 +276,52 @@ def component_scores(model: UserModel, pool: Featurized) -> dict[str, np.ndarray
 
 
 def _diffuse(model: UserModel, pool: Featurized, sims: np.ndarray) -> np.ndarray:
+    """Personalised PageRank on the pool graph augmented with the anchors as extra nodes.
+
+    Same walk as building the (n+m)-node graph explicitly, but solved block-wise: the anchors only
+    touch the pool, so adding them rescales the pool's symmetric normalisation by a per-node factor
+    and contributes one dense (n, m) block. The pool's normalised graph is memoised with the pool,
+    so a user costs ``iterations`` sparse mat-vecs, a few milliseconds for thousands of papers.
+    """
     p = model.params
     n, m = sims.shape                              # pool size, anchors
-    graph, kth = knn_graph(pool, p.graph_k, p.dense_mix)
+    graph, kth, deg = _pool_graph(pool, p)
     k = min(p.graph_k, n)
     # Anchor edges: an anchor links to its k nearest pool papers, and a pool paper links to an
     # anchor that is closer than its own k-th neighbour (the kNN rule, seen from both ends).
-    top = np.argpartition(-sims, k - 1, axis=0)[:k] if k < n else np.tile(np.arange(n)[:, None], (1, m))
-    mask = np.zeros_like(sims, dtype=bool)
-    np.put_along_axis(mask, top, True, axis=0)
+    if k < n:
+        top = np.argpartition(-sims, k - 1, axis=0)[:k]
+        mask = np.zeros_like(sims, dtype=bool)
+        np.put_along_axis(mask, top, True, axis=0)
+    else:
+        mask = np.ones_like(sims, dtype=bool)
     mask |= sims >= kth[:, None]
-    e = sp.csr_matrix(np.where(mask, np.maximum(sims, 0.0), 0.0))       # (n, m)
-    full = sp.bmat([[graph, e], [e.T, None]], format="csr")
-    deg = np.asarray(full.sum(axis=1)).ravel()
-    inv = 1.0 / np.sqrt(np.where(deg > 0, deg, 1.0))
-    norm = sp.diags(inv) @ full @ sp.diags(inv)
-    y = np.zeros(n + m)
-    y[n:] = model.pos_weight / model.pos_weight.sum()
-    f = y.copy()
+    e = np.where(mask, np.maximum(sims, 0.0), 0.0)                    # (n, m)
+    deg_pool = deg + e.sum(axis=1)
+    deg_anchor = e.sum(axis=0)
+    inv_p = 1.0 / np.sqrt(np.where(deg_pool > 0, deg_pool, 1.0))
+    inv_a = 1.0 / np.sqrt(np.where(deg_anchor > 0, deg_anchor, 1.0))
+    e_norm = e * inv_p[:, None] * inv_a[None, :]                      # D_p^-1/2 E D_a^-1/2
+    w = model.pos_weight / model.pos_weight.sum()
+    fp = np.zeros(n)
+    fa = w.copy()
+    a = p.alpha
     for _ in range(p.iterations):
-        f = (1 - p.alpha) * y + p.alpha * (norm @ f)
+        # graph @ (inv_p * fp) * inv_p is the pool block of D^-1/2 A D^-1/2 with the new degrees
+        fp_new = a * (inv_p * (graph @ (inv_p * fp)) + e_norm @ fa)
+        fa = (1 - a) * w + a * (e_norm.T @ fp)
+        fp = fp_new
     # Scaled by the pool size, so a paper's score does not shrink just because the day is busy.
-    return f[:n] * n
+    return fp * n
+
+
+def _pool_graph(pool: Featurized, p: Params):
+    key = ("deg", p.graph_k, p.dense_mix)
+    cache = pool.__dict__.setdefault("_graphs", {})
+    if key not in cache:
+        graph, kth = knn_graph(pool, p.graph_k, p.dense_mix)
+        cache[key] = (graph, kth, np.asarray(graph.sum(axis=1)).ravel())
+    return cache[key]
 
 
 def blend(model: UserModel, raw: dict[str, np.ndarray]) -> np.ndarray:

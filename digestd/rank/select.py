@@ -11,7 +11,7 @@ import numpy as np
 
 from ..models import Pick, PaperText
 from .explain import explain
-from .features import FeatureSpace, Featurized, featurize, normalise_text
+from .features import FeatureSpace, Featurized, compact_dense, featurize, normalise_text
 from .profile import UserModel, blend, component_scores
 
 DUPLICATE_COSINE = 0.85        # two rows this close are the same work (two sources, two versions)
@@ -64,10 +64,20 @@ def select(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText
 
     chosen: list[int] = []
     seen_titles: set[str] = set()
+    # Cosines among the head of the ranking in one product, so the duplicate check is a lookup.
+    head = order[: min(len(order), 2 * n_exploit + 20)]
+    (hd,) = compact_dense(f.sparse[head])
+    gram = hd @ hd.T
+    at = {int(i): r for r, i in enumerate(head)}
     for i in order:
         if len(chosen) >= n_exploit or scores[i] < cut:
             break
-        if _is_duplicate(f, i, chosen, seen_titles):
+        if i in at and all(c in at for c in chosen):
+            dup = _title_key(f.papers[i].title) in seen_titles or \
+                bool(chosen and gram[at[int(i)], [at[c] for c in chosen]].max() >= DUPLICATE_COSINE)
+        else:
+            dup = _is_duplicate(f, i, chosen, seen_titles)
+        if dup:
             continue
         chosen.append(int(i))
         seen_titles.add(_title_key(f.papers[i].title))
@@ -94,8 +104,10 @@ def _is_duplicate(f: Featurized, i: int, chosen: list[int], seen_titles: set[str
         return True
     if not chosen:
         return False
-    sims = np.asarray(f.sparse[chosen].multiply(f.sparse[i]).sum(axis=1)).ravel()
-    return bool(sims.max() >= DUPLICATE_COSINE)
+    # Dense over just the columns these few rows use: scipy's elementwise ops on 2^20 columns
+    # allocate full-width index arrays, which made this check most of the selection time.
+    rows, row = compact_dense(f.sparse[chosen], f.sparse[[i]])
+    return bool((rows @ row[0]).max() >= DUPLICATE_COSINE)
 
 
 def _explore_pick(model: UserModel, f: Featurized, scores: np.ndarray, chosen: list[int],
