@@ -9,7 +9,6 @@ Handlers are thin: read the token, call jobs/store, render a template. Rules tha
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import json
 import re
 import secrets
@@ -26,6 +25,7 @@ from starlette.routing import Route
 
 from . import jobs
 from .errors import DigestdError, PaperNotFound, TokenError, UserError
+from .httpdate import format_http_date, parse_http_date
 from .logs import get_logger
 
 if TYPE_CHECKING:
@@ -77,10 +77,6 @@ def _not_found() -> Response:
     return PlainTextResponse("Not Found", status_code=404)
 
 
-def _http_date(t: dt.datetime) -> str:
-    return email.utils.format_datetime(t.astimezone(dt.timezone.utc), usegmt=True)
-
-
 def _not_modified(request: Request, etag: str, last_modified: dt.datetime) -> bool:
     inm = request.headers.get("if-none-match")
     if inm is not None:
@@ -89,13 +85,8 @@ def _not_modified(request: Request, etag: str, last_modified: dt.datetime) -> bo
         return "*" in tags or etag.removeprefix("W/") in tags
     ims = request.headers.get("if-modified-since")
     if ims:
-        try:
-            since = email.utils.parsedate_to_datetime(ims)
-        except (TypeError, ValueError):
-            return False
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=dt.timezone.utc)
-        return last_modified <= since
+        since = parse_http_date(ims)
+        return since is not None and last_modified <= since
     return False
 
 
@@ -175,7 +166,7 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         if found is None:
             return _not_found()
         user_id, etag, last_modified = found
-        headers = {"ETag": etag, "Last-Modified": _http_date(last_modified), "Cache-Control": "private, no-cache",
+        headers = {"ETag": etag, "Last-Modified": format_http_date(last_modified), "Cache-Control": "private, no-cache",
                    "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
         if _not_modified(request, etag, last_modified):
             return Response(status_code=304, headers=headers)

@@ -7,7 +7,6 @@ is injected so that tests use ``httpx.MockTransport`` and never touch the networ
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import logging
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..errors import FetchError
+from ..httpdate import parse_http_date
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +150,8 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    when = parse_http_date(value)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
     now = now or dt.datetime.now(dt.timezone.utc)
     return max(0.0, (when - now).total_seconds())
