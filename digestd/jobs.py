@@ -5,19 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from . import ids
 from .config import DAY_NAMES, SourceSettings, UserSettings
-from .errors import (DeliveryError, DigestdError, PaperNotFound, PermanentDeliveryError, SourceError,
-                     TemporaryDeliveryError, UserError)
+from .errors import PaperNotFound, PermanentDeliveryError, SourceError, TemporaryDeliveryError, UserError
 from .logs import get_logger
 from .models import Digest as DigestView
-from .models import DigestPaper, FetchedPaper, PaperText, ProfileInput, Vote
-from .store import DigestItem, Paper, paper_text
+from .models import DigestPaper, FetchedPaper, ProfileInput, Vote
+from .store import STALE_CLAIM, DigestItem, Paper, paper_text
 from .tokens import hash_token, new_nonce, tokens_equal
 
 if TYPE_CHECKING:
@@ -233,7 +232,6 @@ def profile_input(app: "App", user: UserSettings) -> ProfileInput:
 @dataclass
 class Composition:
     picks: list  # list[Pick]
-    papers: dict[str, Paper]
     covers_from: dt.datetime | None
     covers_until: dt.datetime
     note: str | None = None
@@ -249,9 +247,8 @@ def compose(app: "App", user: UserSettings, day: dt.date, now: dt.datetime, *, e
     candidates = app.store.candidate_papers(sources, since, now)
     exclude = app.store.sent_keys(user.id, excluding_digest=exclude_digest) | app.store.downvoted_keys(user.id)
     pool = [p for p in candidates if p.key not in exclude]
-    papers = {p.key: p for p in pool}
     if not pool:
-        return Composition(picks=[], papers=papers, covers_from=since, covers_until=now,
+        return Composition(picks=[], covers_from=since, covers_until=now,
                            note="Nothing new in your lists since the last digest.", candidates=0)
     background, space = corpus_and_space(app)
     selection = rank_for_user(profile_input(app, user), [paper_text(p) for p in pool], background,
@@ -260,7 +257,7 @@ def compose(app: "App", user: UserSettings, day: dt.date, now: dt.datetime, *, e
     note = selection.note
     if not selection.picks and not note:
         note = "Nothing relevant to you today."
-    return Composition(picks=list(selection.picks), papers=papers, covers_from=since, covers_until=now,
+    return Composition(picks=list(selection.picks), covers_from=since, covers_until=now,
                        note=note, candidates=len(pool))
 
 
@@ -271,10 +268,10 @@ def corpus_and_space(app: "App"):
     on the app under the identity of the corpus."""
     from .rank import fit_space
 
-    background = [paper_text(p) for p in app.store.recent_papers(BACKGROUND_SIZE)]
-    ident = (len(background), tuple(p.key for p in background[:50]), background[-1].key if background else None)
+    ident = app.store.corpus_version()
     cached = app.cache.get("space")
     if cached is None or cached[0] != ident:
+        background = [paper_text(p) for p in app.store.recent_papers(BACKGROUND_SIZE)]
         cached = (ident, background, fit_space(background))
         app.cache["space"] = cached
     return cached[1], cached[2]
@@ -550,10 +547,6 @@ def status(app: "App") -> dict:
 # ---------------------------------------------------------------------------------------------
 # The daemon's units (issue 3): what is owed now, private feeds, subscriptions
 # ---------------------------------------------------------------------------------------------
-# A claim older than this is taken to belong to a process that died mid-send (as in claim_digest).
-STALE_CLAIM = dt.timedelta(minutes=15)
-
-
 def pending_deliveries(app: "App", now: dt.datetime, only_user: str | None = None) -> list[tuple[UserSettings, dt.date]]:
     """Digests owed by ``now``: today's (local) when due and not yet taken, plus any digest of an
     earlier day waiting in ``retry``: its papers are already reserved for it and nowhere else."""

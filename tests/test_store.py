@@ -116,3 +116,15 @@ def test_source_errors_count_up_and_a_success_resets_them(any_database_url):
     st = s.source_state("hf")
     assert st.error_count == 0 and st.next_retry_at is None and st.etag == '"abc"'
     assert st.last_success_at == T0
+
+
+def test_imported_papers_never_crowd_listed_ones_out_of_the_background_corpus(any_database_url):
+    s = open_store(any_database_url)
+    s.ensure_paper(paper("2401.01234"), T0)  # known from an import, never listed
+    s.upsert_papers("arxiv", dt.date(2025, 5, 20), [paper("2505.10575")], T0)
+    assert [p.key for p in s.recent_papers(1)] == ["2505.10575"]
+    before = s.corpus_version()
+    s.upsert_papers("arxiv", dt.date(2025, 5, 20), [paper("2505.10575")], T0 + dt.timedelta(hours=1))
+    assert s.corpus_version() == before
+    s.upsert_papers("arxiv", dt.date(2025, 5, 21), [paper("2505.10576")], T0 + dt.timedelta(hours=2))
+    assert s.corpus_version() != before

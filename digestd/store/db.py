@@ -16,6 +16,8 @@ from ..models import FetchedPaper, PaperText
 from .tables import Digest, DigestItem, Feedback, FeedbackEvent, Listing, Paper, Profile, SourceState, User
 
 VOTE_VALUES = {"up": 1, "down": -1}
+# A claim older than this belongs to a process that died mid-send and may be taken over.
+STALE_CLAIM = dt.timedelta(minutes=15)
 
 
 def _enable_sqlite_wal(dbapi_conn, _record) -> None:
@@ -173,11 +175,18 @@ class Store:
             keys = set(s.exec(q.distinct()))
         return list(self.papers_by_keys(keys).values())
 
-    def recent_papers(self, limit: int, exclude: set[str] = frozenset()) -> list[Paper]:
-        """The newest papers we know, a background corpus for feature statistics and negatives."""
+    def recent_papers(self, limit: int) -> list[Paper]:
+        """The newest listed papers, a background corpus for feature statistics and negatives.
+        Papers known only from imports (never listed) have no first_seen_at and come last; PostgreSQL
+        would otherwise put them first."""
         with self.session() as s:
-            rows = s.exec(select(Paper).order_by(Paper.first_seen_at.desc(), Paper.key).limit(limit + len(exclude))).all()
-        return [p for p in rows if p.key not in exclude][:limit]
+            q = select(Paper).order_by(Paper.first_seen_at.desc().nulls_last(), Paper.key).limit(limit)
+            return list(s.exec(q).all())
+
+    def corpus_version(self) -> tuple[int, dt.datetime | None]:
+        """Changes exactly when a new paper arrives: the cheap identity of ``recent_papers``."""
+        with self.session() as s:
+            return tuple(s.exec(select(sa.func.count(), sa.func.max(Paper.first_seen_at)).select_from(Paper)).one())
 
     def ensure_paper(self, fp: FetchedPaper, now: dt.datetime) -> None:
         """Keep a paper we learned of outside any list (imports, seeds), without listing it anywhere."""
@@ -359,7 +368,7 @@ class Store:
             return s.exec(q.order_by(Digest.day.desc())).first()
 
     def claim_digest(self, user_id: str, day: dt.date, now: dt.datetime, worker: str,
-                     stale_after: dt.timedelta = dt.timedelta(minutes=15), force: bool = False) -> Digest | None:
+                     stale_after: dt.timedelta = STALE_CLAIM, force: bool = False) -> Digest | None:
         """Claim (user, day) for sending. ``None``: someone already has it (sent, or in flight).
 
         The insert of the unique row is the claim; a retry or a stale claim is taken over with a
