@@ -90,7 +90,7 @@ def _highlight(model: UserModel, space: FeatureSpace, abstract: str, anchor_idx:
         sent_rows, anchor_row = compact_dense(xs, model.pos_sparse[anchor_idx])
         score += sent_rows @ anchor_row[0]
     if model.coef_dense is not None:
-        lin = space.dense_from_sparse(xs) @ model.coef_dense
+        lin = space.dense_text(sents) @ model.coef_dense
         score += 0.1 * lin / (np.abs(lin).max() or 1.0)
     # Prefer a sentence with substance over a fragment that happens to share one word.
     score += 0.02 * np.minimum(np.array([len(s.split()) for s in sents]), 25) / 25
