@@ -135,10 +135,24 @@ def _cluster(dense: np.ndarray, sparse: sp.csr_matrix, weights: np.ndarray, thre
 
 def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[PaperText] | Featurized,
           now: dt.datetime, *, params: Params = DEFAULT_PARAMS) -> UserModel:
-    """Fit one user's model from their votes, seeds, keywords and authors.
+    """Fit one user's model from their votes, seeds, keywords and authors, and calibrate it.
 
     ``background``: recent papers of the stream (unvoted ones become soft negatives and the
     reference distribution for calibration). Deterministic for a given input and ``params.seed``.
+    Exactly ``calibrate(fit(...), ...)``: the daemon stores the result and reuses it until the
+    user's input, the params or the space change (see ``rank.persist``).
+    """
+    bg = featurize(space, background)
+    return calibrate(fit(profile, space, bg, now, params=params), space, bg)
+
+
+def fit(profile: ProfileInput, space: FeatureSpace, background: Sequence[PaperText] | Featurized,
+        now: dt.datetime, *, params: Params = DEFAULT_PARAMS) -> UserModel:
+    """The per-user part of training: anchors, interests, the linear model and the profile terms.
+
+    Depends only on the user's votes, seeds, keywords and authors, ``params``, ``now`` (vote
+    ageing) and the feature space with the background it was fitted on (the pool the soft
+    negatives are sampled from). The returned model is not calibrated yet: see ``calibrate``.
     """
     p = params
     # Latest vote per paper wins (a user may change their mind).
@@ -234,17 +248,26 @@ def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[Paper
         model.coef_dense = clf.coef_[0]
         model.intercept = float(clf.intercept_[0])
 
-    # Calibration: standardise each component on the background, then put the relevance threshold
-    # at a high quantile of the background's blended score. A thin day thus yields few picks.
+    model.profile_terms = _profile_terms(model, space, anchor_papers, profile.keywords)
+    return model
+
+
+def calibrate(model: UserModel, space: FeatureSpace, background: Sequence[PaperText] | Featurized) -> UserModel:
+    """The per-background part of training, in place: standardise each score component on the
+    background, then put the relevance threshold at a high quantile of the background's blended
+    score. A thin day thus yields few picks. The background's neighbour graph is memoised on a
+    shared ``Featurized``, so calibrating many users against one background pays for it once."""
+    if model.empty:
+        return model
+    bg = featurize(space, background)
     if len(bg):
+        model.mu, model.sd = {}, {}
         raw = component_scores(model, bg)
         for name, v in raw.items():
             model.mu[name] = float(np.mean(v))
             model.sd[name] = float(np.std(v)) or 1.0
         total = blend(model, raw)
-        model.threshold = float(np.quantile(total, p.threshold_quantile))
-
-    model.profile_terms = _profile_terms(model, space, anchor_papers, profile.keywords)
+        model.threshold = float(np.quantile(total, model.params.threshold_quantile))
     return model
 
 
