@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 from ..models import PaperText, ProfileInput
 from .features import FeatureSpace, Featurized, featurize
-from .profile import DEFAULT_PARAMS, Params, UserModel, calibrate, fit, train
+from .profile import DEFAULT_PARAMS, Params, UserModel, calibrate, featurize_known, fit, train
 from .select import NOTHING_TODAY, Selection, rank_scores, select
 
 DEFAULT_BACKEND = "tfidf"
@@ -52,6 +52,6 @@ def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
 
 __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "FeatureSpace", "Featurized", "NOTHING_TODAY", "Params",
-    "Selection", "UserModel", "calibrate", "featurize", "fit", "fit_space", "rank_for_user", "rank_scores", "select",
+    "Selection", "UserModel", "calibrate", "featurize", "featurize_known", "fit", "fit_space", "rank_for_user", "rank_scores", "select",
     "train",
 ]

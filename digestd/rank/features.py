@@ -175,8 +175,14 @@ class FeatureSpace:
         where = pos[rows.indices]
         keep = where >= 0
         row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))[keep]
-        sub = sp.csr_matrix((rows.data[keep], (row_of, where[keep])), shape=(rows.shape[0], len(self.svd_cols)))
-        z = np.asarray(sub @ self.svd_components, dtype=np.float64)
+        comps, col = self.svd_components, where[keep]
+        if len(col) < len(comps):
+            # A few papers: only the component rows they use. scipy would otherwise convert all
+            # of them to float64 on every call, most of the cost of featurising a user's votes.
+            used, col = np.unique(col, return_inverse=True)
+            comps = comps[used].astype(np.float64)
+        sub = sp.csr_matrix((rows.data[keep], (row_of, col)), shape=(rows.shape[0], comps.shape[0]))
+        z = np.asarray(sub @ comps, dtype=np.float64)
         return normalize(z)
 
     def dense_text(self, texts: Sequence[str]) -> np.ndarray:
