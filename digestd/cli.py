@@ -107,7 +107,8 @@ def _print_status(st: dict) -> None:
         if not u["subscribed"]:
             flags.append("unsubscribed")
         last = f"{u['last_digest']} {u['last_status']}" if u["last_digest"] else "no digest yet"
-        print(f"  {u['id']:<14} last digest: {last}" + (f" [{', '.join(flags)}]" if flags else ""))
+        print(f"  {u['id']:<14} last digest: {last}; profile trained: {u['profile_trained_at'] or 'never'}"
+              + (f" [{', '.join(flags)}]" if flags else ""))
         if u["last_error"] and u["last_status"] in ("failed", "retry"):
             print(f"  {'':<14} error: {u['last_error']}")
     print("counts: " + ", ".join(f"{k} {v}" for k, v in st["counts"].items()))

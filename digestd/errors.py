@@ -9,6 +9,7 @@
     │   └── ImportFileError           a liked-papers file that cannot be read
     ├── PaperNotFound                 a paper id nobody has listed (``paper``)
     ├── StoreError                    the database refused or is unreachable
+    ├── StoredModelError              a stored profile model cannot be read (``user``): it is retrained
     ├── DeliveryError                 mail could not be handed over (``user``)
     │   ├── TemporaryDeliveryError    4xx, disconnects: retry with backoff
     │   └── PermanentDeliveryError    5xx: record on the digest, do not retry
@@ -86,6 +87,12 @@ class PaperNotFound(DigestdError):
 
 class StoreError(DigestdError):
     pass
+
+
+class StoredModelError(DigestdError):
+    def __init__(self, message: str, user: str | None = None) -> None:
+        super().__init__(message, user=user)
+        self.user = user
 
 
 class DeliveryError(DigestdError):

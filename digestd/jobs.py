@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -12,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 from . import ids
 from .config import DAY_NAMES, SourceSettings, UserSettings
-from .errors import PaperNotFound, PermanentDeliveryError, SourceError, TemporaryDeliveryError, UserError
+from .errors import (PaperNotFound, PermanentDeliveryError, SourceError, StoredModelError, StoreError,
+                     TemporaryDeliveryError, UserError)
 from .logs import get_logger
 from .models import Digest as DigestView
 from .models import DigestPaper, FetchedPaper, ProfileInput, Vote
@@ -239,7 +241,7 @@ class Composition:
 
 
 def compose(app: "App", user: UserSettings, day: dt.date, now: dt.datetime, *, exclude_digest: int | None = None) -> Composition:
-    from .rank import rank_for_user
+    from .rank import featurize_known, rank_for_user
 
     prev = app.store.last_digest(user.id, before_day=day)
     since = prev.covers_until if prev and prev.covers_until else now - FIRST_DIGEST_LOOKBACK
@@ -250,10 +252,14 @@ def compose(app: "App", user: UserSettings, day: dt.date, now: dt.datetime, *, e
     if not pool:
         return Composition(picks=[], covers_from=since, covers_until=now,
                            note="Nothing new in your lists since the last digest.", candidates=0)
-    background, space = corpus_and_space(app)
-    selection = rank_for_user(profile_input(app, user), [paper_text(p) for p in pool], background,
+    corpus = current_corpus(app)
+    profile = profile_input(app, user)
+    model = user_model(app, profile, corpus, now)
+    # Today's papers are mostly in the background already: reuse their vectors.
+    candidates = featurize_known(corpus.space, [paper_text(p) for p in pool], corpus.featurized)
+    selection = rank_for_user(profile, candidates, corpus.papers,
                               user.digest_size, exclude=exclude, explore=user.explore, min_score=user.min_score,
-                              now=now, space=space)
+                              now=now, space=corpus.space, model=model)
     note = selection.note
     if not selection.picks and not note:
         note = "Nothing relevant to you today."
@@ -261,20 +267,87 @@ def compose(app: "App", user: UserSettings, day: dt.date, now: dt.datetime, *, e
                        note=note, candidates=len(pool))
 
 
-def corpus_and_space(app: "App"):
-    """The background corpus and the feature space fitted on it, shared by every user of a pass.
+@dataclass
+class Corpus:
+    """The background corpus of one corpus version and the feature space fitted on it, plus what
+    training needs from them, computed on first use and shared by every user of the version."""
 
-    Fitting the space is the expensive step; it only changes when new papers arrive, so it is cached
-    on the app under the identity of the corpus."""
+    version: tuple
+    papers: list                       # list[PaperText]
+    space: object                      # rank.FeatureSpace
+    _featurized: object = None
+    _identity: str | None = None
+
+    @property
+    def featurized(self):
+        """The background's vectors: featurised (and its neighbour graph built) once, not per user."""
+        if self._featurized is None:
+            from .rank import featurize
+
+            self._featurized = featurize(self.space, self.papers)
+        return self._featurized
+
+    @property
+    def identity(self) -> str:
+        """What a stored model's vectors live in (``rank.persist.space_identity``)."""
+        if self._identity is None:
+            from .rank.persist import space_identity
+
+            self._identity = space_identity(self.space, self.papers)
+        return self._identity
+
+
+def current_corpus(app: "App") -> Corpus:
+    """Fitting the space is the expensive step; it only changes when new papers arrive, so it is
+    cached on the app under the identity of the corpus."""
     from .rank import fit_space
 
     ident = app.store.corpus_version()
-    cached = app.cache.get("space")
-    if cached is None or cached[0] != ident:
+    cached = app.cache.get("corpus")
+    if cached is None or cached.version != ident:
         background = [paper_text(p) for p in app.store.recent_papers(BACKGROUND_SIZE)]
-        cached = (ident, background, fit_space(background))
-        app.cache["space"] = cached
-    return cached[1], cached[2]
+        cached = Corpus(ident, background, fit_space(background))
+        app.cache["corpus"] = cached
+    return cached
+
+
+def corpus_and_space(app: "App"):
+    """The background corpus and the feature space fitted on it, shared by every user of a pass."""
+    corpus = current_corpus(app)
+    return corpus.papers, corpus.space
+
+
+def user_model(app: "App", profile: ProfileInput, corpus: Corpus, now: dt.datetime):
+    """The user's trained model: the stored one while its fingerprint matches (same votes, seeds,
+    keywords, authors, params and space) and it is less than a day old, else trained and stored.
+
+    Only users whose input changed pay for training; a model that cannot be read (written by
+    another version) is retrained, never fatal."""
+    from .rank import persist, train
+
+    want = persist.fingerprint(profile, corpus.identity)
+    row = app.store.get_profile(profile.user_id)
+    if row is None:
+        why = "no stored model"
+    elif persist.reusable(row.fingerprint, row.trained_at, want, now):
+        try:
+            return persist.loads(row.model, profile.user_id)
+        except StoredModelError as e:
+            log.warning("%s; retraining", e.message, extra={"user": profile.user_id})
+            why = "stored model unreadable"
+    elif row.fingerprint == want:
+        why = "stored model over a day old"
+    else:
+        why = "votes, settings, params or papers changed"
+    t = time.perf_counter()
+    model = train(profile, corpus.space, corpus.featurized, now)
+    ms = (time.perf_counter() - t) * 1000
+    try:
+        app.store.save_profile(profile.user_id, want, persist.dumps(model), now)
+    except StoreError as e:   # the model is still good for this digest; the next compose trains again
+        log.warning("%s", e, extra={"user": profile.user_id})
+    log.info("profile trained in %.0f ms (%s)", ms, why, extra={"user": profile.user_id})
+    return model
 
 
 def view(app: "App", user: UserSettings, day: dt.date, items: list[DigestItem], note: str | None,
@@ -535,12 +608,14 @@ def status(app: "App") -> dict:
                         "error_count": st.error_count if st else 0,
                         "next_retry": _iso(st.next_retry_at) if st else None})
     last = app.store.digest_status()
+    trained = app.store.profile_trained_at()
     users = []
     for u in app.store.users(active_only=False):
         d = last.get(u.id)
         users.append({"id": u.id, "active": u.active, "subscribed": u.subscribed,
                       "last_digest": d.day.isoformat() if d else None, "last_status": d.status if d else None,
-                      "last_sent_at": _iso(d.sent_at) if d else None, "last_error": d.error if d else None})
+                      "last_sent_at": _iso(d.sent_at) if d else None, "last_error": d.error if d else None,
+                      "profile_trained_at": _iso(trained.get(u.id))})
     return {"sources": sources, "users": users, "counts": app.store.counts(), "database": app.store.safe_url}
 
 

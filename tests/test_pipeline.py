@@ -143,6 +143,11 @@ def test_status_shows_sources_users_and_counts(demo):
     st = json.loads(cli(demo, "status", "--json").stdout)
     assert all(s["last_success"] for s in st["sources"])
     assert st["counts"]["papers"] > 100
+    assert {u["id"]: u["profile_trained_at"] for u in st["users"]}["alice"] is None
+    cli(demo, "digest", "alice")                       # composing trains (and stores) alice's profile
+    trained = {u["id"]: u["profile_trained_at"] for u in json.loads(cli(demo, "status", "--json").stdout)["users"]}
+    assert trained["alice"] and trained["bob"] is None
+    assert f"profile trained: {trained['alice']}" in cli(demo, "status").stdout
 
 
 def test_unknown_user_and_paper_are_one_line_errors(demo):

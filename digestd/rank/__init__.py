@@ -1,11 +1,14 @@
 """Ranking: pure functions from (profile, papers) to a digest. No I/O, no database, no clock.
 
-    space = FeatureSpace.fit(corpus)                       # once a day, on every paper text known
-    model = train(profile, space, background, now)         # per user, only when their votes changed
+    space = FeatureSpace.fit(corpus)                       # when new papers arrive
+    model = train(profile, space, background, now)         # per user: calibrate(fit(...)), see below
     sel = select(model, space, candidates, size, exclude=sent | downvoted, now=now)
 
 ``rank_for_user`` does all three in one call; it is the shipped ranker exactly as the daemon and
-``digestd eval`` use it.
+``digestd eval`` use it. ``train`` is ``fit`` (the per-user part: anchors, interests, linear model)
+followed by ``calibrate`` (against the background). The daemon keeps trained models in the
+database and passes one in (``model=``) while ``persist.fingerprint`` says it is still valid, so a
+user is retrained only when their votes, seeds, keywords or authors, the params or the space change.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Iterable, Sequence
 
 from ..models import PaperText, ProfileInput
 from .features import FeatureSpace, Featurized, featurize
-from .profile import DEFAULT_PARAMS, Params, UserModel, train
+from .profile import DEFAULT_PARAMS, Params, UserModel, calibrate, featurize_known, fit, train
 from .select import NOTHING_TODAY, Selection, rank_scores, select
 
 DEFAULT_BACKEND = "tfidf"
@@ -28,12 +31,14 @@ def fit_space(corpus: Sequence[PaperText], backend: str | None = None) -> Featur
 def rank_for_user(profile: ProfileInput, candidates: Sequence[PaperText], background: Sequence[PaperText],
                   size: int, *, exclude: Iterable[str] = (), explore: bool = True,
                   min_score: float | None = None, now: dt.datetime, backend: str | None = None,
-                  space: FeatureSpace | None = None) -> Selection:
-    """Fit the feature space (unless given), train the user's model, select the digest."""
+                  space: FeatureSpace | None = None, model: UserModel | None = None) -> Selection:
+    """Fit the feature space (unless given), train the user's model (unless given: a stored model
+    trained on this ``space``), select the digest."""
     if space is None:
         corpus = _unique([*candidates, *background, *profile.seed_papers, *(v.paper for v in profile.votes)])
         space = fit_space(corpus, backend)
-    model = train(profile, space, background, now)
+    if model is None:
+        model = train(profile, space, background, now)
     return select(model, space, candidates, size, exclude=set(exclude), explore=explore,
                   min_score=min_score, now=now)
 
@@ -47,5 +52,6 @@ def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
 
 __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "FeatureSpace", "Featurized", "NOTHING_TODAY", "Params",
-    "Selection", "UserModel", "featurize", "fit_space", "rank_for_user", "rank_scores", "select", "train",
+    "Selection", "UserModel", "calibrate", "featurize", "featurize_known", "fit", "fit_space", "rank_for_user", "rank_scores", "select",
+    "train",
 ]

@@ -221,7 +221,15 @@ class FeatureSpace:
         """Raw term counts (``_term_counts`` / ``text_counts``) -> L2-normalised topic vectors."""
         if self.svd_components is None:
             return np.zeros((counts.shape[0], 1))
-        return normalize(np.asarray(self._topic_input(counts) @ self.svd_components, dtype=np.float64))
+        x = self._topic_input(counts)
+        comps = self.svd_components
+        if x.nnz < comps.shape[0]:
+            # A few papers: only the component rows they use. scipy would otherwise convert all
+            # of them to float64 on every call, most of the cost of featurising a user's votes.
+            used, col = np.unique(x.indices, return_inverse=True)
+            x = sp.csr_matrix((x.data, col, x.indptr), shape=(x.shape[0], len(used)))
+            comps = comps[used].astype(np.float64)
+        return normalize(np.asarray(x @ comps, dtype=np.float64))
 
     def text_counts(self, texts: Sequence[str]) -> sp.csr_matrix:
         return sp.csr_matrix(self._hasher.transform(list(texts)))

@@ -115,30 +115,67 @@ def _cluster(dense: np.ndarray, sparse: sp.csr_matrix, weights: np.ndarray, thre
     labels = np.full(len(weights), -1)
     sum_s: list[np.ndarray] = []
     sum_d: list[np.ndarray] = []
+    norms: list[tuple[float, float]] = []    # of each sum, kept with it: recomputing them was most of a fit
     for i in order:
         best, best_sim = -1, threshold
         for c in range(len(sum_s)):
             cs, cd = sum_s[c], sum_d[c]
-            sim = (1 - mix) * float(xs[i] @ cs) / (np.linalg.norm(cs) or 1.0) \
-                + mix * float(dense[i] @ cd) / (np.linalg.norm(cd) or 1.0)
+            sim = (1 - mix) * float(xs[i] @ cs) / (norms[c][0] or 1.0) \
+                + mix * float(dense[i] @ cd) / (norms[c][1] or 1.0)
             if sim > best_sim:
                 best, best_sim = c, sim
         if best < 0:
             sum_s.append(np.zeros(xs.shape[1]))
             sum_d.append(np.zeros(dense.shape[1]))
+            norms.append((0.0, 0.0))
             best = len(sum_s) - 1
         labels[i] = best
         sum_s[best] += weights[i] * xs[i]
         sum_d[best] += weights[i] * dense[i]
+        norms[best] = (float(np.linalg.norm(sum_s[best])), float(np.linalg.norm(sum_d[best])))
     return labels
+
+
+def featurize_known(space: FeatureSpace, papers: list[PaperText], known: Featurized) -> Featurized:
+    """``featurize(space, papers)``, in one pass, taking the rows of the papers ``known`` already
+    holds with the same text: most votes are on recent papers, which the background has featurised."""
+    index = known.__dict__.get("_index")
+    if index is None:
+        index = known.__dict__["_index"] = {q.key: i for i, q in enumerate(known.papers)}
+    at = [index.get(q.key) for q in papers]
+    hits = [j for j, i in enumerate(at) if i is not None and known.papers[i] == papers[j]]
+    if not hits:
+        return featurize(space, papers)
+    missing = sorted(set(range(len(papers))) - set(hits))
+    old = known.subset([at[j] for j in hits])
+    if not missing:
+        return Featurized(list(papers), old.sparse, old.dense)
+    new = featurize(space, [papers[j] for j in missing])
+    order = np.argsort(hits + missing, kind="stable")
+    return Featurized(list(papers), sp.vstack([old.sparse, new.sparse]).tocsr()[order],
+                      np.vstack([old.dense, new.dense])[order])
 
 
 def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[PaperText] | Featurized,
           now: dt.datetime, *, params: Params = DEFAULT_PARAMS) -> UserModel:
-    """Fit one user's model from their votes, seeds, keywords and authors.
+    """Fit one user's model from their votes, seeds, keywords and authors, and calibrate it.
 
     ``background``: recent papers of the stream (unvoted ones become soft negatives and the
     reference distribution for calibration). Deterministic for a given input and ``params.seed``.
+    Exactly ``calibrate(fit(...), ...)``: the daemon stores the result and reuses it until the
+    user's input, the params or the space change (see ``rank.persist``).
+    """
+    bg = featurize(space, background)
+    return calibrate(fit(profile, space, bg, now, params=params), space, bg)
+
+
+def fit(profile: ProfileInput, space: FeatureSpace, background: Sequence[PaperText] | Featurized,
+        now: dt.datetime, *, params: Params = DEFAULT_PARAMS) -> UserModel:
+    """The per-user part of training: anchors, interests, the linear model and the profile terms.
+
+    Depends only on the user's votes, seeds, keywords and authors, ``params``, ``now`` (vote
+    ageing) and the feature space with the background it was fitted on (the pool the soft
+    negatives are sampled from). The returned model is not calibrated yet: see ``calibrate``.
     """
     p = params
     # Latest vote per paper wins (a user may change their mind).
@@ -160,7 +197,11 @@ def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[Paper
         anchors.append(Anchor(paper.key, paper.title, p.seed_weight, "seed"))
         anchor_papers.append(paper)
 
-    pos = featurize(space, anchor_papers)
+    # The background is both the calibration reference (all of it, graph shared with other users)
+    # and, minus what the user voted on, the pool of soft negatives for the linear model.
+    bg = featurize(space, background)
+    both = featurize_known(space, anchor_papers + [paper for _, paper in downs], bg)
+    pos, neg = both.subset(np.arange(len(anchor_papers))), both.subset(np.arange(len(anchor_papers), len(both)))
     pos_sparse, pos_dense = pos.sparse, pos.dense
     extra_texts: list[tuple[str, str]] = []
     if profile.keywords:
@@ -183,12 +224,8 @@ def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[Paper
         pos_dense = np.vstack([pos_dense, d_row]) if pos_dense.size and pos_dense.shape[0] else d_row
     weights = np.array([a.weight for a in anchors], dtype=float)
 
-    neg = featurize(space, [paper for _, paper in downs])
     neg_w = np.array([_decay(at, now, p.half_life_days) for at, _ in downs], dtype=float)
 
-    # The background is both the calibration reference (all of it, graph shared with other users)
-    # and, minus what the user voted on, the pool of soft negatives for the linear model.
-    bg = featurize(space, background)
     keep = [i for i, q in enumerate(bg.papers) if q.key not in voted]
     rng = np.random.default_rng(p.seed)
     if len(keep) > p.background_sample:
@@ -210,14 +247,12 @@ def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[Paper
     # Interests: clusters of anchors, centroid weighted by recency.
     labels = _cluster(pos_dense, pos_sparse, weights, p.cluster_threshold, p.dense_mix)
     k = labels.max() + 1
-    cs, cd = [], []
-    for c in range(k):
-        idx = np.flatnonzero(labels == c)
-        w = weights[idx][:, None]
-        cs.append(normalize(sp.csr_matrix(w.T) @ pos_sparse[idx]))       # stays sparse (2^20 columns)
-        cd.append(normalize((pos_dense[idx] * w).sum(0, keepdims=True)))
-    model.centroids_sparse = sp.vstack(cs).tocsr()
-    model.centroids_dense = np.vstack(cd)
+    # All clusters in one sparse product and one normalisation each (per-cluster calls cost
+    # milliseconds apiece in input validation); row by row the arithmetic is the same.
+    member = sp.csr_matrix((weights, (labels, np.arange(len(labels)))), shape=(k, len(labels)))
+    cd = [(pos_dense[idx] * weights[idx][:, None]).sum(0) for idx in (np.flatnonzero(labels == c) for c in range(k))]
+    model.centroids_sparse = normalize(member @ pos_sparse).tocsr()      # stays sparse (2^20 columns)
+    model.centroids_dense = normalize(np.vstack(cd))
     model.cluster_of = labels
 
     # Linear model on the topic view: liked vs disliked (heavy) + sampled unvoted (light, summing to
@@ -234,17 +269,26 @@ def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[Paper
         model.coef_dense = clf.coef_[0]
         model.intercept = float(clf.intercept_[0])
 
-    # Calibration: standardise each component on the background, then put the relevance threshold
-    # at a high quantile of the background's blended score. A thin day thus yields few picks.
+    model.profile_terms = _profile_terms(model, space, anchor_papers, profile.keywords)
+    return model
+
+
+def calibrate(model: UserModel, space: FeatureSpace, background: Sequence[PaperText] | Featurized) -> UserModel:
+    """The per-background part of training, in place: standardise each score component on the
+    background, then put the relevance threshold at a high quantile of the background's blended
+    score. A thin day thus yields few picks. The background's neighbour graph is memoised on a
+    shared ``Featurized``, so calibrating many users against one background pays for it once."""
+    if model.empty:
+        return model
+    bg = featurize(space, background)
     if len(bg):
+        model.mu, model.sd = {}, {}
         raw = component_scores(model, bg)
         for name, v in raw.items():
             model.mu[name] = float(np.mean(v))
             model.sd[name] = float(np.std(v)) or 1.0
         total = blend(model, raw)
-        model.threshold = float(np.quantile(total, p.threshold_quantile))
-
-    model.profile_terms = _profile_terms(model, space, anchor_papers, profile.keywords)
+        model.threshold = float(np.quantile(total, model.params.threshold_quantile))
     return model
 
 

@@ -464,15 +464,33 @@ class Store:
 
     # -- profiles --------------------------------------------------------------------------------
     def get_profile(self, user_id: str) -> Profile | None:
+        """The user's stored model with its fingerprint and training time, or None."""
         with self.session() as s:
             return s.get(Profile, user_id)
 
     def save_profile(self, user_id: str, fingerprint: str, model: bytes, now: dt.datetime) -> None:
+        """Keep (or replace) the user's trained model. Two processes training the same user at once
+        both succeed; the last write wins, and either model is valid for its fingerprint."""
+        values = {"fingerprint": fingerprint, "model": model, "trained_at": now}
+        try:
+            with self.session() as s:
+                res = s.execute(sa.update(Profile).where(Profile.user_id == user_id).values(**values))
+                if res.rowcount == 0:
+                    try:
+                        s.add(Profile(user_id=user_id, **values))
+                        s.commit()
+                        return
+                    except IntegrityError:       # inserted meanwhile by another process: update it
+                        s.rollback()
+                        s.execute(sa.update(Profile).where(Profile.user_id == user_id).values(**values))
+                s.commit()
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot save the trained profile: {e.__class__.__name__}", user=user_id) from e
+
+    def profile_trained_at(self) -> dict[str, dt.datetime | None]:
+        """When each user's stored model was trained (without reading the models)."""
         with self.session() as s:
-            row = s.get(Profile, user_id) or Profile(user_id=user_id, fingerprint=fingerprint, model=model)
-            row.fingerprint, row.model, row.trained_at = fingerprint, model, now
-            s.add(row)
-            s.commit()
+            return dict(s.exec(select(Profile.user_id, Profile.trained_at)).all())
 
     # -- status ----------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -1,0 +1,121 @@
+"""Trained models as bytes, and the fingerprint that says whether a stored one is still valid.
+
+Pure: bytes and hashes; ``store`` keeps the bytes and ``jobs.user_model`` decides. A stored model is
+reused only for exactly the inputs it was trained from (``fingerprint``):
+
+* the user's votes (paper, value, time, and the paper's text: an abstract filled in later moves the
+  vote's vector), seed papers with their text, keywords and authors;
+* the ranking ``Params``;
+* the feature space and the background it was fitted on (``space_identity``). A refitted space has
+  new IDF weights and a new topic basis, so the vectors of a model trained in the old one mean
+  nothing in it: every model is retrained once after a refit, which happens when
+  ``store.corpus_version()`` changes, i.e. when new papers arrive;
+* the model format and the code that computes it (the ``rank`` package's source), so a release
+  or a change to the ranking never scores with a model it did not train.
+
+Votes age (``Params.half_life_days``) against the time of training, so a model is also refreshed
+once it is ``MAX_AGE`` old; within a day the ageing moves a vote's weight by less than 0.4 %.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import json
+import pickle
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import StoredModelError
+from ..models import PaperText, ProfileInput
+from .features import FeatureSpace, Featurized
+from .profile import DEFAULT_PARAMS, Params, UserModel
+
+# Bump when UserModel changes shape or meaning in a way the source hash would not catch.
+MODEL_FORMAT = 1
+MAX_AGE = dt.timedelta(days=1)
+
+
+@functools.cache
+def code_identity() -> str:
+    """Hash of the ranking code (this package's source) and the numeric libraries it runs on."""
+    import scipy
+    import sklearn
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{MODEL_FORMAT}|{np.__version__}|{scipy.__version__}|{sklearn.__version__}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _texts(papers: Sequence[PaperText]) -> list:
+    return [[p.key, p.title, p.abstract or "", list(p.authors or [])] for p in papers]
+
+
+def space_identity(space: FeatureSpace, background: Sequence[PaperText] | Featurized) -> str:
+    """Identity of what a model's vectors live in: the fitted space itself (not just its inputs, so
+    two processes that fitted different spaces never share models) and the background papers that
+    soft negatives and calibration come from. Tens of milliseconds: compute once per refit."""
+    papers = background.papers if isinstance(background, Featurized) else list(background)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps([space.backend, space.n_topics, space.n_docs, space.default_idf]).encode())
+    for arr in (space.idf, space.svd_cols, space.svd_components):
+        h.update(b"-" if arr is None else np.ascontiguousarray(arr).tobytes())
+    if space.backend == "embeddings":
+        from .embeddings import MODEL_PACKAGE
+        h.update(MODEL_PACKAGE.encode())
+    h.update(json.dumps(_texts(papers), ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+def fingerprint(profile: ProfileInput, space_id: str, params: Params = DEFAULT_PARAMS) -> str:
+    """Changes exactly when a model trained for ``profile`` would differ (see the module docstring)."""
+    votes = sorted(([v.paper.key, v.value, v.at.isoformat() if v.at else None, _texts([v.paper])[0]]
+                    for v in profile.votes), key=lambda r: (r[0], r[2] or "", r[1]))
+    doc = {
+        "code": code_identity(),
+        "space": space_id,
+        "params": dataclasses.asdict(params),
+        "user": profile.user_id,
+        "keywords": list(profile.keywords),
+        "authors": list(profile.authors),
+        "seeds": _texts(profile.seed_papers),
+        "votes": votes,
+    }
+    return hashlib.sha256(json.dumps(doc, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def reusable(stored_fingerprint: str | None, trained_at: dt.datetime | None, want: str, now: dt.datetime) -> bool:
+    """May a model stored with ``stored_fingerprint`` at ``trained_at`` serve a compose at ``now``?"""
+    if stored_fingerprint != want or trained_at is None:
+        return False
+    if (trained_at.tzinfo is None) != (now.tzinfo is None):
+        trained_at = trained_at.replace(tzinfo=now.tzinfo)
+    return abs(now - trained_at) < MAX_AGE
+
+
+def dumps(model: UserModel) -> bytes:
+    # zlib: the anchors' sparse rows are mostly index arrays, which compress about 3x.
+    return zlib.compress(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def loads(blob: bytes, user_id: str | None = None) -> UserModel:
+    """The model in ``blob``; ``StoredModelError`` when another version wrote it or it is damaged.
+    Only digestd writes these blobs (into its own database), so unpickling them is safe."""
+    try:
+        model = pickle.loads(zlib.decompress(blob))
+    except Exception as e:  # UnpicklingError, zlib.error, AttributeError/ImportError for moved classes, ...
+        raise StoredModelError(f"stored profile model cannot be read ({e.__class__.__name__}: {e})",
+                               user=user_id) from e
+    if not isinstance(model, UserModel) or (user_id is not None and model.user_id != user_id):
+        raise StoredModelError(f"stored profile model is not this user's model ({type(model).__name__})", user=user_id)
+    missing = [f.name for f in dataclasses.fields(UserModel) if not hasattr(model, f.name)]
+    if missing:
+        raise StoredModelError(f"stored profile model lacks {', '.join(missing)}", user=user_id)
+    return model
