@@ -30,6 +30,8 @@ log = get_logger("digestd.jobs")
 FIRST_DIGEST_LOOKBACK = dt.timedelta(days=7)
 # How many recent papers stand in for "everything else" when a profile is trained.
 BACKGROUND_SIZE = 2000
+SPACE_REFIT_SHARE = 0.2                     # refit the feature space once a fifth of the background is new
+SPACE_MAX_AGE = dt.timedelta(days=7)        # ... or once a week
 FETCH_BACKOFF_BASE = dt.timedelta(minutes=5)
 FETCH_BACKOFF_MAX = dt.timedelta(hours=6)
 SEND_BACKOFF_BASE = dt.timedelta(minutes=2)
@@ -275,6 +277,8 @@ class Corpus:
     version: tuple
     papers: list                       # list[PaperText]
     space: object                      # rank.FeatureSpace
+    fitted_at: dt.datetime = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    fitted_keys: frozenset = frozenset()   # the papers the space was fitted on
     _featurized: object = None
     _identity: str | None = None
 
@@ -298,17 +302,31 @@ class Corpus:
 
 
 def current_corpus(app: "App") -> Corpus:
-    """Fitting the space is the expensive step; it only changes when new papers arrive, so it is
-    cached on the app under the identity of the corpus."""
+    """The background and its feature space, cached on the app.
+
+    The background is reread when new papers arrive, but the space is refitted only when a fifth
+    of the background is new to it or it is a week old: papers are hashed into fixed columns and
+    projected with the fitted basis, so a new paper needs no refit, and keeping the space keeps
+    every stored user model valid (a refit retrains everyone once)."""
     from .rank import fit_space
 
     ident = app.store.corpus_version()
     cached = app.cache.get("corpus")
-    if cached is None or cached.version != ident:
-        background = [paper_text(p) for p in app.store.recent_papers(BACKGROUND_SIZE)]
-        cached = Corpus(ident, background, fit_space(background))
-        app.cache["corpus"] = cached
-    return cached
+    if cached is not None and cached.version == ident:
+        return cached
+    now = app.clock.now()
+    background = [paper_text(p) for p in app.store.recent_papers(BACKGROUND_SIZE)]
+    if cached is not None and now - cached.fitted_at < SPACE_MAX_AGE:
+        new = sum(1 for p in background if p.key not in cached.fitted_keys)
+        if new < SPACE_REFIT_SHARE * max(len(background), 1):
+            fresh = Corpus(ident, background, cached.space, fitted_at=cached.fitted_at,
+                           fitted_keys=cached.fitted_keys, _identity=cached.identity)
+            app.cache["corpus"] = fresh
+            return fresh
+    fresh = Corpus(ident, background, fit_space(background), fitted_at=now,
+                   fitted_keys=frozenset(p.key for p in background))
+    app.cache["corpus"] = fresh
+    return fresh
 
 
 def corpus_and_space(app: "App"):
@@ -319,7 +337,7 @@ def corpus_and_space(app: "App"):
 
 def user_model(app: "App", profile: ProfileInput, corpus: Corpus, now: dt.datetime):
     """The user's trained model: the stored one while its fingerprint matches (same votes, seeds,
-    keywords, authors, params and space) and it is less than a day old, else trained and stored.
+    keywords, authors, params and space) and it is younger than ``persist.MAX_AGE``, else trained and stored.
 
     Only users whose input changed pay for training; a model that cannot be read (written by
     another version) is retrained, never fatal."""
@@ -336,7 +354,7 @@ def user_model(app: "App", profile: ProfileInput, corpus: Corpus, now: dt.dateti
             log.warning("%s; retraining", e.message, extra={"user": profile.user_id})
             why = "stored model unreadable"
     elif row.fingerprint == want:
-        why = "stored model over a day old"
+        why = "stored model older than a week"
     else:
         why = "votes, settings, params or papers changed"
     t = time.perf_counter()

@@ -222,26 +222,61 @@ def test_a_new_vote_retrains_that_user_only(world):
     assert sorted(trained) == ["ann", "bo"]
 
 
-def test_new_papers_refit_the_space_and_retrain_everyone_once(world):
+def test_a_few_new_papers_keep_the_space_and_every_stored_model(world):
     app, clock, trained = world
     compose_all(app)
+    space = jobs.current_corpus(app).space
     trained.clear()
     clock.advance(hours=1)
-    app.store.upsert_papers("demo", clock.now().date(), [fetched("protein", 42)], clock.now())
+    newcomer = fetched("protein", 42)
+    app.store.upsert_papers("demo", clock.now().date(), [newcomer], clock.now())
+    corpus = jobs.current_corpus(app)
+    assert newcomer.key in {p.key for p in corpus.papers}       # the background is reread ...
+    assert corpus.space is space                                # ... but 1 new paper in 41 is no refit
+    picks = compose_all(app)
+    assert trained == []
+    # The newcomer is still scored, in the kept space: the protein-free readers do not get it first.
+    assert all(key != newcomer.key for key, _, _ in picks["ann"][:1])
+
+
+def test_a_fifth_of_the_background_new_refits_the_space_and_retrains_everyone_once(world):
+    app, clock, trained = world
+    compose_all(app)
+    space = jobs.current_corpus(app).space
+    trained.clear()
+    clock.advance(hours=1)
+    app.store.upsert_papers("demo", clock.now().date(), [fetched("robots", 20 + i) for i in range(10)], clock.now())
     compose_all(app)
     compose_all(app)
+    assert jobs.current_corpus(app).space is not space
     assert sorted(trained) == ["ann", "bo"]
 
 
-def test_a_model_older_than_a_day_is_refreshed_so_votes_keep_ageing(world):
+def test_a_week_old_space_is_refitted_at_the_next_new_paper(world):
     app, clock, trained = world
     compose_all(app)
-    trained.clear()
-    clock.advance(hours=23)
+    space = jobs.current_corpus(app).space
+    clock.advance(days=8)
+    assert jobs.current_corpus(app).space is space              # nothing new: nothing to refit
+    app.store.upsert_papers("demo", clock.now().date(), [fetched("speech", 42)], clock.now())
+    assert jobs.current_corpus(app).space is not space
+
+
+def test_a_model_older_than_a_week_is_refreshed_so_votes_keep_ageing(world):
+    app, clock, trained = world
+
+    def models_for_all():   # no new papers after a week means no digest, so ask for the models directly
+        corpus = jobs.current_corpus(app)
+        for user in app.settings.users:
+            jobs.user_model(app, jobs.profile_input(app, user), corpus, clock.now())
+
     compose_all(app)
+    trained.clear()
+    clock.advance(days=6, hours=23)
+    models_for_all()
     assert trained == []
     clock.advance(hours=2)
-    compose_all(app)
+    models_for_all()
     assert sorted(trained) == ["ann", "bo"]
 
 

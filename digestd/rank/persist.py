@@ -8,13 +8,15 @@ reused only for exactly the inputs it was trained from (``fingerprint``):
 * the ranking ``Params``;
 * the feature space and the background it was fitted on (``space_identity``). A refitted space has
   new IDF weights and a new topic basis, so the vectors of a model trained in the old one mean
-  nothing in it: every model is retrained once after a refit, which happens when
-  ``store.corpus_version()`` changes, i.e. when new papers arrive;
+  nothing in it: every model is retrained once after a refit. ``jobs.current_corpus`` refits only
+  when a fifth of the background is new or the space is a week old, so between refits only users
+  whose own input changed are retrained;
 * the model format and the code that computes it (the ``rank`` package's source), so a release
   or a change to the ranking never scores with a model it did not train.
 
 Votes age (``Params.half_life_days``) against the time of training, so a model is also refreshed
-once it is ``MAX_AGE`` old; within a day the ageing moves a vote's weight by less than 0.4 %.
+once it is ``MAX_AGE`` old. Ageing scales every vote by the same factor, so it only shifts votes
+against seeds and keywords (fixed weight): by less than 3 % in a week.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from .profile import DEFAULT_PARAMS, Params, UserModel
 
 # Bump when UserModel changes shape or meaning in a way the source hash would not catch.
 MODEL_FORMAT = 1
-MAX_AGE = dt.timedelta(days=1)
+MAX_AGE = dt.timedelta(days=7)
 
 
 @functools.cache
