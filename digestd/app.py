@@ -27,6 +27,15 @@ class App:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # Derived data shared by the users of a pass (the fitted feature space); never persisted.
     cache: dict = field(default_factory=dict)
+    # The embeddings backend's model (rank.embeddings.TextEncoder); tests inject a fake.
+    embedder_factory: Callable[[], object] | None = None
+
+    def embedder(self):
+        if self.embedder_factory is None:
+            from .rank.embeddings import load_embedder  # lazy: torch only for this backend
+
+            return load_embedder()
+        return self.embedder_factory()
 
     @property
     def host(self) -> str:
@@ -68,7 +77,7 @@ def default_mailer_factory(settings: Settings) -> Callable[[], AbstractContextMa
 
 def build_app(settings: Settings, *, clock: Clock | None = None, transport: httpx.BaseTransport | None = None,
               mailer_factory: Callable[[], AbstractContextManager] | None = None, store: Store | None = None,
-              sync_users: bool = True) -> App:
+              sync_users: bool = True, embedder_factory: Callable[[], object] | None = None) -> App:
     from .sources.http import HttpClient
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +86,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None, transport: http
     signer = Signer(load_or_create_secret(settings.secret_key_path))
     http = HttpClient(transport, user_agent=f"digestd/0.1 (+{settings.digestd.base_url})")
     app = App(settings=settings, store=store, clock=clock, http=http, signer=signer,
-              mailer_factory=mailer_factory or default_mailer_factory(settings))
+              mailer_factory=mailer_factory or default_mailer_factory(settings), embedder_factory=embedder_factory)
     if sync_users:
         store.sync_users(settings.users, clock.now())
     return app

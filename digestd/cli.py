@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--backend", metavar="NAME", help="ranking backend for the digestd method (default: tfidf)")
     ev.add_argument("--methods", metavar="LIST", help="comma-separated methods (default: all available)")
     ev.add_argument("--users", choices=["A", "B"], help="only one fixed half of the users (tune on A, confirm on B)")
+    ev.add_argument("--cache-dir", metavar="DIR", help="where paper embeddings are kept between runs "
+                    "(default: $XDG_CACHE_HOME/digestd, else ~/.cache/digestd; '' keeps none)")
 
     rt = sub.add_parser("rotate-feed-token", help="replace the user's private feed URL")
     rt.add_argument("user")
@@ -146,7 +148,7 @@ def _dispatch(args) -> int:
 
         methods = args.methods.split(",") if args.methods else None
         return run_eval(args.papers, args.ratings, k=args.K, n=args.N, json_path=args.json, plot_path=args.plot,
-                        backend=args.backend, methods=methods, users=args.users)
+                        backend=args.backend, methods=methods, users=args.users, cache_dir=args.cache_dir)
 
     from .config import load_config
     from .logs import setup_logging

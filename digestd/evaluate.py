@@ -22,9 +22,11 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, TextIO
 
 import numpy as np
@@ -173,17 +175,81 @@ def curves(ranked: list[str], test: set[str], max_n: int = MAX_N) -> tuple[np.nd
 class Context:
     """What every method may see: the paper texts (all users share them; no ratings)."""
 
-    def __init__(self, papers: list[PaperText], backend: str | None, err: TextIO):
+    def __init__(self, papers: list[PaperText], backend: str | None, err: TextIO, *,
+                 cache_dir: str | Path | None = None, embedder=None, progress: bool = True):
         self.papers = papers
         self.index = {p.key: i for i, p in enumerate(papers)}
         self.backend = backend
         self.err = err
+        self.cache_dir = cache_dir
+        self.embedder = embedder
+        self.progress = progress
         self._cache: dict[str, object] = {}
 
     def once(self, name: str, build: Callable[[], object]) -> object:
         if name not in self._cache:
             self._cache[name] = build()
         return self._cache[name]
+
+    def encoder(self):
+        """One PaperEncoder for every method that embeds (the digestd embeddings backend and
+        zotero_emb read the same text), kept on disk so the next run encodes nothing."""
+        def build():
+            from .rank.embeddings import PaperEncoder, load_embedder
+            model = self.embedder if self.embedder is not None else load_embedder()
+            cache = DiskVectors(Path(self.cache_dir), model.name) if self.cache_dir else None
+            return PaperEncoder(model, cache, progress=lambda total: _progress(
+                self.err, self.progress, "embedding", total, unit="papers", lines=True))
+        return self.once("encoder", build)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digestd"
+
+
+class DiskVectors:
+    """The eval's VectorCache: one file per model, ``<cache_dir>/embeddings/<model>.npz``, keyed by the
+    hash of the text alone (a data set's paper ids mean nothing elsewhere; the text does)."""
+
+    def __init__(self, root: Path, model: str) -> None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+        self.path = root / "embeddings" / f"{safe}.npz"
+        self._vectors: dict[bytes, np.ndarray] | None = None
+
+    def _all(self) -> dict[bytes, np.ndarray]:
+        if self._vectors is None:
+            self._vectors = {}
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    self._vectors = {h.tobytes(): v for h, v in zip(z["hashes"], z["vectors"])}
+            except FileNotFoundError:
+                pass
+            except Exception as e:            # a truncated file is only a cache: start over
+                print(f"digestd eval: ignoring unreadable embedding cache {self.path}: {e}", file=sys.stderr)
+        return self._vectors
+
+    def load(self, keys):
+        have = self._all()
+        out = {}
+        for k in keys:
+            v = have.get(bytes.fromhex(k[1]))
+            if v is not None:
+                out[k] = v
+        return out
+
+    def save(self, vectors) -> None:
+        have = self._all()
+        for (_key, h), v in vectors.items():
+            have[bytes.fromhex(h)] = np.asarray(v, dtype=np.float32)
+        if not have:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:            # np.savez would append .npz to a path
+            # Hashes as raw uint8 rows: numpy's bytes dtype would drop a digest's trailing zero bytes.
+            hashes = np.frombuffer(b"".join(have), dtype=np.uint8).reshape(len(have), -1)
+            np.savez(fh, hashes=hashes, vectors=np.vstack(list(have.values())))
+        os.replace(tmp, self.path)             # atomic: a killed run never leaves half a file
 
 
 def _top(scores: np.ndarray, keys: list[str], exclude_idx: set[int], n: int) -> list[str]:
@@ -238,9 +304,7 @@ def method_asl_svm(ctx: Context, case: UserCase, n: int) -> list[str]:
 
 
 def _embeddings(ctx: Context) -> np.ndarray:
-    from .rank.embeddings import load_embedder
-    from .rank.features import paper_text_plain
-    return load_embedder().encode([paper_text_plain(p) for p in ctx.papers])
+    return ctx.encoder().papers(ctx.papers)
 
 
 def method_zotero_emb(ctx: Context, case: UserCase, n: int) -> list[str]:
@@ -256,7 +320,7 @@ def method_zotero_emb(ctx: Context, case: UserCase, n: int) -> list[str]:
 
 def _digestd_setup(ctx: Context):
     from .rank import fit_space, featurize
-    space = fit_space(ctx.papers, ctx.backend)
+    space = fit_space(ctx.papers, ctx.backend, encoder=ctx.encoder() if ctx.backend == "embeddings" else None)
     return space, featurize(space, ctx.papers)
 
 
@@ -297,10 +361,23 @@ def split_users(cases: list[UserCase], half: str | None) -> list[UserCase]:
 
 
 def evaluate(papers: list[PaperText], cases: list[UserCase], methods: list[str], *, backend: str | None = None,
-             err: TextIO = sys.stderr, params=None, progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
-    """Per method: mean recall@N and nDCG@N curves for N = 1..MAX_N."""
-    ctx = Context(papers, backend, err)
+             err: TextIO = sys.stderr, params=None, progress: bool = True, cache_dir: str | Path | None = None,
+             embedder=None) -> dict[str, dict[str, np.ndarray]]:
+    """Per method: mean recall@N and nDCG@N curves for N = 1..MAX_N.
+
+    ``cache_dir``: where paper embeddings are kept between runs (None: not kept). ``embedder``: the
+    text encoder (default: the real model; tests pass a fake)."""
+    ctx = Context(papers, backend, err, cache_dir=cache_dir, embedder=embedder, progress=progress)
     results: dict[str, dict[str, np.ndarray]] = {}
+    if backend == "embeddings" or "zotero_emb" in methods:
+        # Embed first, timed on its own line: otherwise the first method to embed pays for all.
+        t0 = time.perf_counter()
+        enc = ctx.encoder()
+        enc.papers(papers)
+        if progress:
+            where = f"the cache in {ctx.cache_dir}" if ctx.cache_dir else "no cache"
+            print(f"embeddings: {len(papers)} papers, {enc.encoded} encoded, {enc.from_cache} from {where}, "
+                  f"{time.perf_counter() - t0:.1f}s", file=err, flush=True)
     for name in methods:
         fn = METHODS[name]
         rec = np.zeros(MAX_N)
@@ -319,28 +396,43 @@ def evaluate(papers: list[PaperText], cases: list[UserCase], methods: list[str],
 
 
 class _progress:
-    """rich progress bar on stderr when it is a terminal; a single line per method otherwise."""
+    """rich progress bar on stderr when it is a terminal; otherwise a single line at the end, or with
+    ``lines`` a line per step (embedding takes minutes: a log should show it moving)."""
 
-    def __init__(self, err: TextIO, enabled: bool, label: str, total: int):
+    def __init__(self, err: TextIO, enabled: bool, label: str, total: int, unit: str = "users",
+                 lines: bool = False):
         self.err, self.enabled, self.label, self.total = err, enabled, label, total
+        self.unit, self.lines, self.done = unit, lines, 0
         self.bar = None
 
     def __enter__(self):
+        self.t0 = time.perf_counter()
         if self.enabled and getattr(self.err, "isatty", lambda: False)():
             from rich.progress import Progress
-            self.bar = Progress(console=_console(self.err), transient=True)
+            self.bar = Progress(*Progress.get_default_columns(), _elapsed_column(), console=_console(self.err),
+                                transient=True)
             self.bar.__enter__()
             task = self.bar.add_task(self.label, total=self.total)
-            return lambda: self.bar.advance(task)
-        self.t0 = time.perf_counter()
-        return lambda: None
+            return lambda n=1: self.bar.advance(task, n)
+        return self._line
+
+    def _line(self, n: int = 1) -> None:
+        self.done += n
+        if self.enabled and self.lines:
+            print(f"{self.label.strip()}: {self.done}/{self.total} {self.unit} "
+                  f"({time.perf_counter() - self.t0:.0f}s)", file=self.err, flush=True)
 
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
-        if self.enabled and exc[0] is None:
-            print(f"{self.label.strip()}: {self.total} users done", file=self.err, flush=True)
+        if self.enabled and exc[0] is None and not (self.lines and self.bar is None):
+            print(f"{self.label.strip()}: {self.total} {self.unit} done", file=self.err, flush=True)
         return False
+
+
+def _elapsed_column():
+    from rich.progress import TimeElapsedColumn
+    return TimeElapsedColumn()
 
 
 def _console(fh: TextIO):
@@ -349,9 +441,9 @@ def _console(fh: TextIO):
 
 
 def available_methods(backend: str | None) -> list[str]:
-    from .rank.embeddings import available
+    from .rank.embeddings import installed      # not importing torch: a warm cache never needs it
     names = ["digestd", "random", "tfidf_centroid", "asl_svm"]
-    if available():
+    if installed():
         names.append("zotero_emb")
     return names
 
@@ -387,8 +479,10 @@ def write_plot(results: dict, path: str, n_users: int, k: int) -> None:
 
 def run(papers: str, ratings: str, *, k: int = 5, n: int = 20, json_path: str | None = None,
         plot_path: str | None = None, backend: str | None = None, methods: list[str] | None = None,
-        out: TextIO = sys.stdout, err: TextIO = sys.stderr, users: str | None = None, params=None) -> int:
-    """Run the replay evaluation; print the table; return an exit code (0 ok, 2 bad input)."""
+        out: TextIO = sys.stdout, err: TextIO = sys.stderr, users: str | None = None, params=None,
+        cache_dir: str | Path | None = None, embedder=None) -> int:
+    """Run the replay evaluation; print the table; return an exit code (0 ok, 2 bad input).
+    ``cache_dir``: paper embeddings are kept there between runs; default ``default_cache_dir()``, "" none."""
     try:
         if k < 1 or n < 1 or n > MAX_N:
             raise EvalDataError(f"need K >= 1 and 1 <= N <= {MAX_N}")
@@ -398,6 +492,13 @@ def run(papers: str, ratings: str, *, k: int = 5, n: int = 20, json_path: str | 
         unknown = [m for m in names if m not in METHODS]
         if unknown:
             raise EvalDataError(f"unknown method {unknown[0]!r} (known: {', '.join(ALL_METHODS)})")
+        if embedder is None and (backend == "embeddings" or "zotero_emb" in names):
+            from .rank.embeddings import INSTALL_HINT, installed
+            if not installed():
+                what = "--backend embeddings" if backend == "embeddings" else "the zotero_emb method"
+                raise EvalDataError(f"{what} needs the embeddings extra: {INSTALL_HINT}")
+        if cache_dir is None:
+            cache_dir = default_cache_dir()
         plist = load_papers(papers)
         rlist, missing = load_ratings(ratings, {p.key for p in plist})
         if missing:
@@ -407,7 +508,8 @@ def run(papers: str, ratings: str, *, k: int = 5, n: int = 20, json_path: str | 
             raise EvalDataError(f"{ratings}: no user has at least K+5 = {k + 5} positive ratings")
         t0 = time.perf_counter()
         with _single_threaded_blas():
-            results = evaluate(plist, cases, names, backend=backend, err=err, params=params)
+            results = evaluate(plist, cases, names, backend=backend, err=err, params=params,
+                               cache_dir=cache_dir or None, embedder=embedder)
     except EvalDataError as e:
         print(f"digestd eval: error: {e}", file=err)
         return 2
@@ -452,9 +554,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend")
     ap.add_argument("--methods", help="comma-separated subset of " + ",".join(ALL_METHODS))
     ap.add_argument("--users", choices=["A", "B"], help="evaluate one fixed half of the users")
+    ap.add_argument("--cache-dir", help="where paper embeddings are kept between runs ('' : nowhere)")
     a = ap.parse_args(argv)
     return run(a.papers, a.ratings, k=a.K, n=a.N, json_path=a.json, plot_path=a.plot, backend=a.backend,
-               methods=a.methods.split(",") if a.methods else None, users=a.users)
+               methods=a.methods.split(",") if a.methods else None, users=a.users, cache_dir=a.cache_dir)
 
 
 if __name__ == "__main__":

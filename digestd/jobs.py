@@ -307,26 +307,41 @@ def current_corpus(app: "App") -> Corpus:
     The background is reread when new papers arrive, but the space is refitted only when a fifth
     of the background is new to it or it is a week old: papers are hashed into fixed columns and
     projected with the fitted basis, so a new paper needs no refit, and keeping the space keeps
-    every stored user model valid (a refit retrains everyone once)."""
+    every stored user model valid (a refit retrains everyone once). A change of the configured
+    backend (a config reload) refits at once."""
     from .rank import fit_space
 
-    ident = app.store.corpus_version()
+    backend = app.settings.ranking.backend
+    ident = (backend, app.store.corpus_version())
     cached = app.cache.get("corpus")
     if cached is not None and cached.version == ident:
         return cached
     now = app.clock.now()
     background = [paper_text(p) for p in app.store.recent_papers(BACKGROUND_SIZE)]
-    if cached is not None and now - cached.fitted_at < SPACE_MAX_AGE:
+    if cached is not None and cached.space.backend == backend and now - cached.fitted_at < SPACE_MAX_AGE:
         new = sum(1 for p in background if p.key not in cached.fitted_keys)
         if new < SPACE_REFIT_SHARE * max(len(background), 1):
             fresh = Corpus(ident, background, cached.space, fitted_at=cached.fitted_at,
                            fitted_keys=cached.fitted_keys, _identity=cached.identity)
             app.cache["corpus"] = fresh
             return fresh
-    fresh = Corpus(ident, background, fit_space(background), fitted_at=now,
+    encoder = paper_encoder(app) if backend == "embeddings" else None
+    fresh = Corpus(ident, background, fit_space(background, backend, encoder=encoder), fitted_at=now,
                    fitted_keys=frozenset(p.key for p in background))
     app.cache["corpus"] = fresh
     return fresh
+
+
+def paper_encoder(app: "App"):
+    """The embeddings backend's encoder: a paper is encoded the first time a digest needs it and its
+    vector kept in the database, so every later digest, user and restart reads it back."""
+    enc = app.cache.get("encoder")
+    if enc is None:
+        from .rank.embeddings import PaperEncoder
+
+        model = app.embedder()
+        enc = app.cache["encoder"] = PaperEncoder(model, app.store.embedding_cache(model.name))
+    return enc
 
 
 def corpus_and_space(app: "App"):
@@ -366,6 +381,18 @@ def user_model(app: "App", profile: ProfileInput, corpus: Corpus, now: dt.dateti
         log.warning("%s", e, extra={"user": profile.user_id})
     log.info("profile trained in %.0f ms (%s)", ms, why, extra={"user": profile.user_id})
     return model
+
+
+def paper_encoder(app: "App"):
+    """The embeddings backend's encoder: a paper is encoded the first time a digest needs it and its
+    vector kept in the database, so every later digest, user and restart reads it back."""
+    enc = app.cache.get("encoder")
+    if enc is None:
+        from .rank.embeddings import PaperEncoder
+
+        model = app.embedder()
+        enc = app.cache["encoder"] = PaperEncoder(model, app.store.embedding_cache(model.name))
+    return enc
 
 
 def view(app: "App", user: UserSettings, day: dt.date, items: list[DigestItem], note: str | None,

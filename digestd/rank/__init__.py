@@ -24,8 +24,9 @@ DEFAULT_BACKEND = "tfidf"
 BACKENDS = ("tfidf", "embeddings")
 
 
-def fit_space(corpus: Sequence[PaperText], backend: str | None = None) -> FeatureSpace:
-    return FeatureSpace.fit(corpus, backend=backend or DEFAULT_BACKEND)
+def fit_space(corpus: Sequence[PaperText], backend: str | None = None, *, encoder: object | None = None) -> FeatureSpace:
+    """``encoder``: the embeddings backend's ``PaperEncoder``, built by the caller around its cache."""
+    return FeatureSpace.fit(corpus, backend=backend or DEFAULT_BACKEND, encoder=encoder)
 
 
 def rank_for_user(profile: ProfileInput, candidates: Sequence[PaperText], background: Sequence[PaperText],

@@ -117,14 +117,16 @@ class FeatureSpace:
     avg_len: float = 1.0                          # mean term count of a corpus paper (BM25 length norm)
     backend: str = "tfidf"
     n_topics: int = 200
-    _embedder: object | None = field(default=None, repr=False, compare=False)
+    # embeddings backend: a rank.embeddings.PaperEncoder; the caller injects one backed by its cache
+    encoder: object | None = field(default=None, repr=False, compare=False)
 
     # -- fitting ---------------------------------------------------------------------------
     @classmethod
     def fit(cls, corpus: Sequence[PaperText], *, backend: str = "tfidf", n_topics: int = 200,
-            seed: int = 0) -> "FeatureSpace":
-        """IDF (and the topic projection) from ``corpus``: every paper text the caller knows."""
-        space = cls(backend=backend, n_topics=n_topics)
+            seed: int = 0, encoder: object | None = None) -> "FeatureSpace":
+        """IDF (and the topic projection) from ``corpus``: every paper text the caller knows.
+        ``encoder`` (embeddings backend): how papers become vectors; default: the model, uncached."""
+        space = cls(backend=backend, n_topics=n_topics, encoder=encoder)
         tf = space._term_counts(corpus)
         n = tf.shape[0]
         df = np.bincount(tf.indices, minlength=N_FEATURES).astype(np.float64)
@@ -148,9 +150,6 @@ class FeatureSpace:
                 space.svd_components = svd.components_.T.astype(np.float32)
             else:
                 space.svd_cols = None
-        if backend == "embeddings":
-            from .embeddings import load_embedder  # lazy: torch only for this backend
-            space._embedder = load_embedder()
         if backend not in ("tfidf", "embeddings"):
             raise ValueError(f"unknown ranking backend {backend!r} (known: tfidf, embeddings)")
         return space
@@ -196,7 +195,7 @@ class FeatureSpace:
         if not papers:
             return np.zeros((0, space_dim(self)))
         if self.backend == "embeddings":
-            return self._embedder_or_load().encode([paper_text_plain(p) for p in papers])
+            return self._paper_encoder().papers(papers)
         return self.topics(counts if counts is not None else self._term_counts(papers))
 
     def _topic_input(self, tf: sp.csr_matrix) -> sp.csr_matrix:
@@ -236,19 +235,19 @@ class FeatureSpace:
 
     def dense_text(self, texts: Sequence[str]) -> np.ndarray:
         if self.backend == "embeddings":
-            return self._embedder_or_load().encode(list(texts))
+            return self._paper_encoder().texts(texts)
         return self.topics(self.text_counts(texts))
 
-    def _embedder_or_load(self):
-        if self._embedder is None:
-            from .embeddings import load_embedder
-            self._embedder = load_embedder()
-        return self._embedder
+    def _paper_encoder(self):
+        if self.encoder is None:
+            from .embeddings import PaperEncoder  # lazy: torch only for this backend
+            self.encoder = PaperEncoder()
+        return self.encoder
 
     def __getstate__(self):
-        # The embedding model is reloaded from the installed package, never pickled with a profile.
+        # The encoder (a model, a database handle) is injected again by the caller, never pickled.
         state = self.__dict__.copy()
-        state["_embedder"] = None
+        state["encoder"] = None
         state.pop("_colpos", None)         # a lookup table rebuilt on demand
         return state
 
@@ -325,7 +324,7 @@ def featurize(space: FeatureSpace, papers: "Sequence[PaperText] | Featurized") -
 
 def space_dim(space: FeatureSpace) -> int:
     if space.backend == "embeddings":
-        return 384
+        return space._paper_encoder().dim
     return space.svd_components.shape[1] if space.svd_components is not None else 1
 
 

@@ -7,13 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from ..errors import StoreError, UserError
 from ..models import FetchedPaper, PaperText
-from .tables import Digest, DigestItem, Feedback, FeedbackEvent, Listing, Paper, Profile, SourceState, User
+from .tables import Digest, DigestItem, Feedback, FeedbackEvent, Listing, Paper, PaperEmbedding, Profile, SourceState, User
 
 VOTE_VALUES = {"up": 1, "down": -1}
 # A claim older than this belongs to a process that died mid-send and may be taken over.
@@ -492,13 +493,51 @@ class Store:
         with self.session() as s:
             return dict(s.exec(select(Profile.user_id, Profile.trained_at)).all())
 
+    # -- paper embeddings --------------------------------------------------------------------------
+    def paper_embeddings(self, model: str, keys: Iterable[str]) -> dict[str, tuple[str, np.ndarray]]:
+        """paper key -> (text_hash, float32 vector) of the papers that have one for ``model``."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, tuple[str, np.ndarray]] = {}
+        with self.session() as s:
+            for i in range(0, len(keys), 500):
+                q = select(PaperEmbedding.paper_key, PaperEmbedding.text_hash, PaperEmbedding.dim, PaperEmbedding.vector) \
+                    .where(PaperEmbedding.model == model, PaperEmbedding.paper_key.in_(keys[i:i + 500]))
+                for key, h, dim, blob in s.exec(q):
+                    v = np.frombuffer(blob, dtype="<f4")
+                    if len(v) == dim:
+                        out[key] = (h, v)
+        return out
+
+    def save_paper_embeddings(self, model: str, vectors: dict[str, tuple[str, np.ndarray]]) -> None:
+        """Insert or replace (paper key -> (text_hash, vector)); two processes may race to store the
+        same paper, so this is an upsert, not an insert."""
+        rows = [{"paper_key": k, "model": model, "text_hash": h, "dim": int(len(v)),
+                 "vector": np.asarray(v, dtype="<f4").tobytes()} for k, (h, v) in vectors.items()]
+        if not rows:
+            return
+        table = PaperEmbedding.__table__
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        with self.engine.begin() as c:
+            for i in range(0, len(rows), 150):          # 5 parameters a row: under SQLite's old 999 limit
+                stmt = insert(table).values(rows[i:i + 150])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["paper_key", "model"],
+                    set_={"text_hash": stmt.excluded.text_hash, "dim": stmt.excluded.dim, "vector": stmt.excluded.vector})
+                c.execute(stmt)
+
+    def embedding_cache(self, model: str) -> "EmbeddingCache":
+        return EmbeddingCache(self, model)
+
     # -- status ----------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         with self.session() as s:
             def n(model):
                 return s.exec(select(sa.func.count()).select_from(model)).one()
             return {"papers": n(Paper), "listings": n(Listing), "users": n(User), "votes": n(Feedback),
-                    "digests": n(Digest), "digest_items": n(DigestItem)}
+                    "digests": n(Digest), "digest_items": n(DigestItem), "paper_embeddings": n(PaperEmbedding)}
 
     def digest_status(self) -> dict[str, Digest]:
         """Each user's newest digest row."""
@@ -507,6 +546,21 @@ class Store:
             for d in s.exec(select(Digest).order_by(Digest.day)):
                 out[d.user_id] = d
             return out
+
+
+class EmbeddingCache:
+    """The database as the ``VectorCache`` of rank.embeddings.PaperEncoder, for one model: a
+    vector counts only while the paper's text still hashes the same."""
+
+    def __init__(self, store: Store, model: str) -> None:
+        self.store, self.model = store, model
+
+    def load(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], np.ndarray]:
+        have = self.store.paper_embeddings(self.model, (k for k, _ in keys))
+        return {(k, h): have[k][1] for k, h in keys if k in have and have[k][0] == h}
+
+    def save(self, vectors: dict[tuple[str, str], np.ndarray]) -> None:
+        self.store.save_paper_embeddings(self.model, {k: (h, v) for (k, h), v in vectors.items()})
 
 
 def open_store(url: str) -> Store:

@@ -158,3 +158,16 @@ class Profile(SQLModel, table=True):
     fingerprint: str = Field(max_length=128)
     trained_at: dt.datetime | None = _utc()
     model: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class PaperEmbedding(SQLModel, table=True):
+    """A paper's sentence embedding (the ``embeddings`` ranking backend), computed once per model.
+    A cache: no foreign key, so a vector never blocks anything, and ``text_hash`` (of the text the
+    model read) makes an abstract filled in later count as new."""
+
+    __tablename__ = "paper_embeddings"
+    paper_key: str = Field(primary_key=True, max_length=512)
+    model: str = Field(primary_key=True, max_length=128)
+    text_hash: str = Field(max_length=64)
+    dim: int
+    vector: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))   # float32, little-endian
