@@ -49,6 +49,7 @@ class Daemon:
         self.own_mailer = own_mailer
         self.stopping = threading.Event()
         self.startup_done = threading.Event()
+        self._catch_up: threading.Thread | None = None
         self.announce = False       # serve() turns on the lines for a person watching the terminal
         self._fetch_locks: dict[str, threading.Lock] = {}
         self.scheduler = BackgroundScheduler(
@@ -153,7 +154,7 @@ class Daemon:
                                                    name=f"digest {user.id}")
         wanted["sweep"] = dict(func=self.sweep, trigger=IntervalTrigger(minutes=SWEEP_MINUTES), name="sweep")
         for job in self.scheduler.get_jobs():
-            if job.id not in wanted and job.id != "startup":
+            if job.id not in wanted:
                 job.remove()
         for job_id, spec in wanted.items():
             self.scheduler.add_job(id=job_id, replace_existing=True, **spec)
@@ -161,8 +162,12 @@ class Daemon:
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> None:
         self.install_jobs()
-        self.scheduler.add_job(self.startup, id="startup", name="catch-up", next_run_time=self.app.clock.now())
         self.scheduler.start()
+        # The catch-up runs once, beside the scheduler rather than as a one-shot job in it: APScheduler
+        # removes a finished one-shot job itself, and that removal raced with our job sync and
+        # killed the scheduler's thread (JobLookupError 'startup').
+        self._catch_up = threading.Thread(target=self.startup, name="digestd-catch-up", daemon=True)
+        self._catch_up.start()
 
     def stop(self) -> None:
         """Stop taking new work, and wait for the jobs running now: a message being handed over is
@@ -170,6 +175,8 @@ class Daemon:
         self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self._catch_up is not None:
+            self._catch_up.join()
 
     def next_digest(self, user_id: str) -> dt.datetime | None:
         job = self.scheduler.get_job(f"digest:{user_id}")
