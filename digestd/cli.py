@@ -155,7 +155,7 @@ def _dispatch(args) -> int:
 
     settings = load_config(args.config)
     if args.command == "check-config":
-        print(f"{settings.config_dir}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
+        print(f"{args.config}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
         return EXIT_OK
     setup_logging(settings.digestd.log_level)
 
