@@ -80,9 +80,13 @@ class Daemon:
             log.info("fetch already running", extra={"source": name})
             return
         try:
-            self._guard("fetch", lambda: jobs.fetch_source(self.app, src), source=name)
+            outcomes: list[jobs.FetchOutcome] = []
+            self._guard("fetch", lambda: outcomes.extend(jobs.fetch_source(self.app, src)), source=name)
         finally:
             lock.release()
+        if any(o.new_papers for o in outcomes):
+            # Featurise (with the embeddings backend: encode) the new papers now, off the send path.
+            self._guard("background vectors", lambda: jobs.warm_corpus(self.app), source=name)
 
     def missed_fetches(self, now: dt.datetime) -> list[str]:
         """Sources to fetch on start: never fetched, backoff over, or a scheduled fetch that fell

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -285,11 +286,12 @@ class Corpus:
     @property
     def featurized(self):
         """The background's vectors: featurised (and its neighbour graph built) once, not per user."""
-        if self._featurized is None:
-            from .rank import featurize
+        with _CORPUS_LOCK:
+            if self._featurized is None:
+                from .rank import featurize
 
-            self._featurized = featurize(self.space, self.papers)
-        return self._featurized
+                self._featurized = featurize(self.space, self.papers)
+            return self._featurized
 
     @property
     def identity(self) -> str:
@@ -301,8 +303,28 @@ class Corpus:
         return self._identity
 
 
+_CORPUS_LOCK = threading.RLock()
+
+
 def current_corpus(app: "App") -> Corpus:
-    """The background and its feature space, cached on the app.
+    """The background and its feature space, cached on the app; one thread builds it, the daemon's
+    other jobs wait for it rather than fit (or encode) the same papers twice."""
+    with _CORPUS_LOCK:
+        return _current_corpus(app)
+
+
+def warm_corpus(app: "App") -> int:
+    """After a fetch brought new papers: build the background's vectors now (with the embeddings
+    backend, encode the new papers) so the cost is paid at fetch time, not when a digest is due.
+    Returns how many background papers there are."""
+    with _CORPUS_LOCK:
+        corpus = _current_corpus(app)
+        _ = corpus.featurized
+        return len(corpus.papers)
+
+
+def _current_corpus(app: "App") -> Corpus:
+    """The background and its feature space.
 
     The background is reread when new papers arrive, but the space is refitted only when a fifth
     of the background is new to it or it is a week old: papers are hashed into fixed columns and

@@ -183,6 +183,40 @@ def test_only_new_papers_are_encoded_when_a_list_arrives(emb_app):
     assert fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1
 
 
+def test_a_fetch_that_brings_new_papers_encodes_them_then_not_when_the_digest_is_due(emb_app, monkeypatch):
+    from digestd.daemon import Daemon
+
+    new_app, papers, store = emb_app
+    app, fake = new_app()
+    fresh = FetchedPaper(key="2505.00002", title="Spectral clustering of protein interaction graphs",
+                         abstract="We cluster interaction networks by their Laplacian spectra.")
+
+    def fetch_source(app_, src, *a, **kw):
+        store.upsert_papers(src.name, NOW.date(), [fresh], NOW - dt.timedelta(minutes=1))
+        return [jobs.FetchOutcome(source=src.name, day=NOW.date(), papers=1, new_papers=1, new_listings=1)]
+
+    monkeypatch.setattr(jobs, "fetch_source", fetch_source)
+    Daemon(app, None, own_mailer=False).fetch("blog")
+    # Encoded at fetch time: the background and the newcomer, each once ...
+    assert set(paper_encodings(fake, papers).values()) == {1}
+    assert fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1
+    # ... so composing a digest encodes no paper again.
+    jobs.compose(app, app.settings.users[1], NOW.date(), NOW)
+    again = {t: n for t, n in fake.seen.items() if n > 1}
+    assert not (set(again) & {paper_text_plain(p) for p in papers}) and fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1
+
+
+def test_a_fetch_with_nothing_new_builds_nothing(emb_app, monkeypatch):
+    from digestd.daemon import Daemon
+
+    new_app, papers, store = emb_app
+    app, fake = new_app()
+    monkeypatch.setattr(jobs, "fetch_source", lambda app_, src, *a, **kw: [
+        jobs.FetchOutcome(source=src.name, day=NOW.date(), not_modified=True)])
+    Daemon(app, None, own_mailer=False).fetch("blog")
+    assert fake.seen == Counter()
+
+
 def test_vectors_roundtrip_through_the_database_as_float32(any_database_url):
     store = open_store(any_database_url)
     rng = np.random.default_rng(0)
