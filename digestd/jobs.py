@@ -355,8 +355,8 @@ def _current_corpus(app: "App") -> Corpus:
 
 
 def paper_encoder(app: "App"):
-    """The embeddings backend's encoder: a paper is encoded the first time a digest needs it and its
-    vector kept in the database, so every later digest, user and restart reads it back."""
+    """The embeddings backend's encoder: a paper is encoded the first time it is featurised (after
+    the fetch that brought it, or by a digest) and its vector kept in the database, so every later digest, user and restart reads it back."""
     enc = app.cache.get("encoder")
     if enc is None:
         from .rank.embeddings import PaperEncoder
@@ -403,18 +403,6 @@ def user_model(app: "App", profile: ProfileInput, corpus: Corpus, now: dt.dateti
         log.warning("%s", e, extra={"user": profile.user_id})
     log.info("profile trained in %.0f ms (%s)", ms, why, extra={"user": profile.user_id})
     return model
-
-
-def paper_encoder(app: "App"):
-    """The embeddings backend's encoder: a paper is encoded the first time a digest needs it and its
-    vector kept in the database, so every later digest, user and restart reads it back."""
-    enc = app.cache.get("encoder")
-    if enc is None:
-        from .rank.embeddings import PaperEncoder
-
-        model = app.embedder()
-        enc = app.cache["encoder"] = PaperEncoder(model, app.store.embedding_cache(model.name))
-    return enc
 
 
 def view(app: "App", user: UserSettings, day: dt.date, items: list[DigestItem], note: str | None,
