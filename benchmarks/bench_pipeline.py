@@ -30,8 +30,8 @@ def main() -> None:
     print(f"fetch: {n} listed papers from {len(outcomes)} lists in {t_fetch:.2f} s")
     now = app.clock.now()
     t = time.perf_counter()
-    jobs.corpus_and_space(app)
-    print(f"feature space over {app.store.counts()['papers']} papers: {time.perf_counter() - t:.2f} s")
+    jobs.warm_corpus(app)
+    print(f"feature space and background vectors over {app.store.counts()['papers']} papers: {time.perf_counter() - t:.2f} s")
     for user in app.settings.users:
         t = time.perf_counter()
         comp = jobs.compose(app, user, dt.date(2099, 1, 1), now)

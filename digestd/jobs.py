@@ -313,14 +313,11 @@ def current_corpus(app: "App") -> Corpus:
         return _current_corpus(app)
 
 
-def warm_corpus(app: "App") -> int:
+def warm_corpus(app: "App") -> None:
     """After a fetch brought new papers: build the background's vectors now (with the embeddings
-    backend, encode the new papers) so the cost is paid at fetch time, not when a digest is due.
-    Returns how many background papers there are."""
+    backend, encode the new papers) so the cost is paid at fetch time, not when a digest is due."""
     with _CORPUS_LOCK:
-        corpus = _current_corpus(app)
-        _ = corpus.featurized
-        return len(corpus.papers)
+        _current_corpus(app).featurized
 
 
 def _current_corpus(app: "App") -> Corpus:
@@ -356,7 +353,8 @@ def _current_corpus(app: "App") -> Corpus:
 
 def paper_encoder(app: "App"):
     """The embeddings backend's encoder: a paper is encoded the first time it is featurised (after
-    the fetch that brought it, or by a digest) and its vector kept in the database, so every later digest, user and restart reads it back."""
+    the fetch that brought it, or by a digest) and its vector kept in the database, so every later
+    digest, user and restart reads it back."""
     enc = app.cache.get("encoder")
     if enc is None:
         from .rank.embeddings import PaperEncoder
@@ -364,12 +362,6 @@ def paper_encoder(app: "App"):
         model = app.embedder()
         enc = app.cache["encoder"] = PaperEncoder(model, app.store.embedding_cache(model.name))
     return enc
-
-
-def corpus_and_space(app: "App"):
-    """The background corpus and the feature space fitted on it, shared by every user of a pass."""
-    corpus = current_corpus(app)
-    return corpus.papers, corpus.space
 
 
 def user_model(app: "App", profile: ProfileInput, corpus: Corpus, now: dt.datetime):

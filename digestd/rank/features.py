@@ -126,6 +126,8 @@ class FeatureSpace:
             seed: int = 0, encoder: object | None = None) -> "FeatureSpace":
         """IDF (and the topic projection) from ``corpus``: every paper text the caller knows.
         ``encoder`` (embeddings backend): how papers become vectors; default: the model, uncached."""
+        if backend not in ("tfidf", "embeddings"):
+            raise ValueError(f"unknown ranking backend {backend!r} (known: tfidf, embeddings)")
         space = cls(backend=backend, n_topics=n_topics, encoder=encoder)
         tf = space._term_counts(corpus)
         n = tf.shape[0]
@@ -133,25 +135,23 @@ class FeatureSpace:
         space.n_docs = n
         space.idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
         space.default_idf = float(np.log(1.0 + n) + 1.0)
-        if backend in ("tfidf", "embeddings"):
-            # Terms seen once cannot link two papers, so the topic model reads only terms with df >= 2
-            # (capped to the most frequent, so the pickled space stays a few MB as the corpus grows).
-            space.bm25_idf = np.log1p((n - df + 0.5) / (df + 0.5))
-            space.avg_len = float(tf.sum() / max(n, 1))
-            cols = np.flatnonzero(df >= 2)
-            if len(cols) > MAX_TOPIC_TERMS:
-                cols = np.sort(cols[np.argsort(-df[cols], kind="stable")[:MAX_TOPIC_TERMS]])
-            space.svd_cols = cols
-            x = space._topic_input(tf)
-            k = min(n_topics, min(x.shape) - 1)
-            if n > 10 and k >= 2:
-                svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=3, random_state=seed)
-                svd.fit(x)
-                space.svd_components = svd.components_.T.astype(np.float32)
-            else:
-                space.svd_cols = None
-        if backend not in ("tfidf", "embeddings"):
-            raise ValueError(f"unknown ranking backend {backend!r} (known: tfidf, embeddings)")
+        # Both backends: the embeddings one joins these topics to its sentence vectors.
+        # Terms seen once cannot link two papers, so the topic model reads only terms with df >= 2
+        # (capped to the most frequent, so the pickled space stays a few MB as the corpus grows).
+        space.bm25_idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        space.avg_len = float(tf.sum() / max(n, 1))
+        cols = np.flatnonzero(df >= 2)
+        if len(cols) > MAX_TOPIC_TERMS:
+            cols = np.sort(cols[np.argsort(-df[cols], kind="stable")[:MAX_TOPIC_TERMS]])
+        space.svd_cols = cols
+        x = space._topic_input(tf)
+        k = min(n_topics, min(x.shape) - 1)
+        if n > 10 and k >= 2:
+            svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=3, random_state=seed)
+            svd.fit(x)
+            space.svd_components = svd.components_.T.astype(np.float32)
+        else:
+            space.svd_cols = None
         return space
 
     # -- transforming ----------------------------------------------------------------------
