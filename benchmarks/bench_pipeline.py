@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from digestd import jobs
+from digestd import pipeline
 from digestd.app import build_app
 from digestd.config import load_config
 
@@ -24,17 +24,17 @@ def main() -> None:
     (tmp / "demo.toml").write_text(text)
     app = build_app(load_config(str(tmp / "demo.toml")))
     t = time.perf_counter()
-    outcomes = jobs.fetch_all(app)
+    outcomes = pipeline.fetch_all(app)
     t_fetch = time.perf_counter() - t
     n = sum(o.papers for o in outcomes)
     print(f"fetch: {n} listed papers from {len(outcomes)} lists in {t_fetch:.2f} s")
     now = app.clock.now()
     t = time.perf_counter()
-    jobs.warm_corpus(app)
+    pipeline.warm_corpus(app)
     print(f"feature space and background vectors over {app.store.counts()['papers']} papers: {time.perf_counter() - t:.2f} s")
     for user in app.settings.users:
         t = time.perf_counter()
-        comp = jobs.compose(app, user, dt.date(2099, 1, 1), now)
+        comp = pipeline.compose_one(app, user, dt.date(2099, 1, 1), now)
         print(f"compose {user.id}: {len(comp.picks)} picks of {comp.candidates} candidates in {(time.perf_counter() - t) * 1000:.0f} ms")
     print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     app.close()

@@ -30,7 +30,8 @@ from pathlib import Path  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from digestd import jobs  # noqa: E402
+from digestd import pipeline  # noqa: E402
+from digestd.pipeline.compose import reader_profiles  # noqa: E402
 from digestd.app import build_app  # noqa: E402
 from digestd.config import load_config  # noqa: E402
 from digestd.rank import calibrate, fit, persist, rank_scores, train  # noqa: E402
@@ -59,7 +60,7 @@ def demo_app(tmp: Path):
 def vote_plan(app, user, corpus, now: dt.datetime, n: int) -> list[tuple[str, str]]:
     """``n`` votes like a reader's: 4 in 5 up on papers their keywords rank high, every 5th down on
     a paper from the bottom. Any prefix of the plan keeps that mix."""
-    model = train(jobs.profile_input(app, user), corpus.space, corpus.featurized, now)
+    model = train(reader_profiles(app, [user])[0], corpus.space, corpus.featurized, now)
     order = rank_scores(model, corpus.space, corpus.featurized).argsort()[::-1]
     ups, downs = iter(order), iter(order[::-1])
     return [(corpus.papers[next(downs) if i % 5 == 4 else next(ups)].key, "down" if i % 5 == 4 else "up")
@@ -70,10 +71,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="digestd-bench-"))
     app = demo_app(tmp)
     try:
-        jobs.fetch_all(app)
+        pipeline.fetch_all(app)
         now = app.clock.now()
         t = time.perf_counter()
-        corpus = jobs.current_corpus(app)
+        corpus = pipeline.current_corpus(app)
         t_space = time.perf_counter() - t
         t = time.perf_counter()
         corpus.featurized
@@ -94,7 +95,7 @@ def main() -> None:
                 done = len(app.store.votes(user.id))
                 for age, (key, vote) in enumerate(plans[user.id][done:n], start=done):
                     app.store.set_vote(user.id, key, vote, "cli", now - dt.timedelta(days=age + 1))
-                profile = jobs.profile_input(app, user)
+                profile = reader_profiles(app, [user])[0]
                 fit(profile, corpus.space, bg, now)                      # warm caches (the background graph)
                 t_fit = median_ms(lambda: fit(profile, corpus.space, bg, now))
                 t_cpu = median_ms(lambda: fit(profile, corpus.space, bg, now), clock=time.process_time)
@@ -105,9 +106,9 @@ def main() -> None:
                 fits[n].append((t_fit, t_cpu))
                 # A whole compose: first after the votes changed (trains, stores), then with the stored model.
                 t = time.perf_counter()
-                jobs.compose(app, user, day, now)
+                pipeline.compose_one(app, user, day, now)
                 t_cold = (time.perf_counter() - t) * 1000
-                t_warm = median_ms(lambda: jobs.compose(app, user, day, now), 3)
+                t_warm = median_ms(lambda: pipeline.compose_one(app, user, day, now), 3)
                 print(f"{user.id:<8}{len(profile.votes):>6}{t_fit:>9.1f}{t_cpu:>7.1f}{t_cal:>10.1f}{len(blob) / 1024:>10.0f}"
                       f"{t_load:>9.1f}{t_cold:>21.0f}{t_warm:>11.0f}")
         for n in VOTES:

@@ -27,6 +27,8 @@ class App:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # Derived data shared by the users of a pass (the fitted feature space); never persisted.
     cache: dict = field(default_factory=dict)
+    # Seconds spent per stage of the pass (pipeline.timing.STAGES), added up for benchmarks and logs.
+    timings: dict = field(default_factory=dict)
     # The embeddings backend's model (rank.embeddings.TextEncoder); tests inject a fake.
     embedder_factory: Callable[[], object] | None = None
 
@@ -54,6 +56,17 @@ class App:
     @property
     def max_send_attempts(self) -> int:
         return self.settings.smtp.max_attempts if self.settings.smtp else 3
+
+    def reader(self, user_id: str):
+        """The configured reader ``user_id`` (config.UserSettings); a clear error when unknown or
+        removed from the config."""
+        from .errors import UserError
+
+        cfg = self.settings.user(user_id)
+        if cfg is None:
+            self.store.get_user(user_id)  # raises "unknown user" when the id was never configured
+            raise UserError(f"user {user_id!r} is no longer in the config (deactivated; their data is kept)", user=user_id)
+        return cfg
 
     def mailer(self) -> AbstractContextManager:
         return self.mailer_factory()

@@ -159,7 +159,6 @@ def _dispatch(args) -> int:
         return EXIT_OK
     setup_logging(settings.digestd.log_level)
 
-    from . import jobs
     from .app import build_app
 
     if args.command == "run" and not args.once:
@@ -169,15 +168,17 @@ def _dispatch(args) -> int:
 
     app = build_app(settings)
     try:
-        return _command(app, args, jobs)
+        return _command(app, args)
     finally:
         app.close()
 
 
-def _command(app, args, jobs) -> int:
+def _command(app, args) -> int:
+    from . import accounts, feeds, links, pipeline
+
     cmd = args.command
     if cmd == "fetch":
-        outcomes = jobs.fetch_all(app, only=args.source, day=args.date)
+        outcomes = pipeline.fetch_all(app, only=args.source, day=args.date)
         failed = 0
         for o in outcomes:
             if o.error:
@@ -190,7 +191,7 @@ def _command(app, args, jobs) -> int:
                       + (" (not modified)" if o.not_modified else ""))
         return EXIT_ERROR if failed and failed == len(outcomes) else EXIT_OK
     if cmd == "run":
-        fetched, delivered = jobs.run_once(app)
+        fetched, delivered = pipeline.run_once(app)
         for o in fetched:
             if o.error:
                 print(f"fetch {o.source}: ERROR {o.error}", file=sys.stderr)
@@ -205,7 +206,7 @@ def _command(app, args, jobs) -> int:
     if cmd == "digest":
         from .render import build_message, render_html, render_text
 
-        v = jobs.preview(app, args.user, args.date)
+        v = pipeline.preview(app, args.user, args.date)
         if args.format == "text":
             _write(render_text(v), args.out)
         elif args.format == "html":
@@ -216,7 +217,7 @@ def _command(app, args, jobs) -> int:
             _write(msg.as_bytes(), args.out)
         return EXIT_OK
     if cmd == "send":
-        outcomes = jobs.deliver_due(app, only_user=args.user, day=args.date, force=args.force)
+        outcomes = pipeline.deliver_due(app, only_user=args.user, day=args.date, force=args.force)
         if not outcomes:
             print("no digest is due now")
         bad = 0
@@ -226,14 +227,14 @@ def _command(app, args, jobs) -> int:
             bad += d.status in ("failed", "retry")
         return EXIT_ERROR if bad else EXIT_OK
     if cmd == "feed":
-        _write(jobs.feed_xml(app, args.user), None)
+        _write(feeds.feed_xml(app, args.user), None)
         return EXIT_OK
     if cmd == "feedback":
-        key = jobs.apply_feedback(app, args.user, args.paper, args.vote, via="cli")
+        key = accounts.apply_feedback(app, args.user, args.paper, args.vote, via="cli")
         print(f"{args.user}: {args.vote} {key}")
         return EXIT_OK
     if cmd == "import":
-        res = jobs.import_liked(app, args.user, args.file)
+        res = accounts.import_liked(app, args.user, args.file)
         print(f"{args.user}: imported {res['imported']} liked papers from {args.file}")
         if res["without_text"]:
             print(f"{res['without_text']} of them have no title or abstract yet"
@@ -241,17 +242,17 @@ def _command(app, args, jobs) -> int:
                   + "; they count once digestd sees them in a list or a later lookup succeeds")
         return EXIT_OK
     if cmd == "export":
-        print(json.dumps(jobs.export_user(app, args.user), indent=2, ensure_ascii=False))
+        print(json.dumps(accounts.export_user(app, args.user), indent=2, ensure_ascii=False))
         return EXIT_OK
     if cmd == "status":
-        st = jobs.status(app)
+        st = accounts.status(app)
         if args.json:
             print(json.dumps(st, indent=2))
         else:
             _print_status(st)
         return EXIT_OK
     if cmd == "rotate-feed-token":
-        print(jobs.rotate_feed_token(app, args.user))
+        print(links.rotate_feed_token(app, args.user))
         return EXIT_OK
     raise AssertionError(cmd)
 

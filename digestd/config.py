@@ -130,7 +130,7 @@ class SourceSettings(_Strict):
     def _cron(cls, v: str) -> str:
         if v:
             # The daemon's own parser: crontab's day-of-week numbers (0 or 7 = Sunday), not APScheduler's.
-            from .schedule import cron_trigger
+            from .cron import cron_trigger
 
             try:
                 cron_trigger(v)

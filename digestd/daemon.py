@@ -24,12 +24,12 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import jobs
+from . import links, pipeline
 from .app import App, build_app, default_mailer_factory
 from .config import Settings, config_path, load_config
 from .errors import ConfigError, DigestdError
 from .logs import get_logger, setup_logging
-from .schedule import SWEEP_MINUTES, next_fire_times, source_trigger, user_trigger
+from .schedule import SWEEP_SECONDS, next_fire_times, source_trigger, user_trigger
 
 log = get_logger("digestd.daemon")
 
@@ -52,11 +52,13 @@ class Daemon:
         self._catch_up: threading.Thread | None = None
         self.announce = False       # serve() turns on the lines for a person watching the terminal
         self._fetch_locks: dict[str, threading.Lock] = {}
+        self._pass_lock = threading.Lock()
+        self._pass_wanted = threading.Event()
         self.scheduler = BackgroundScheduler(
             timezone=dt.timezone.utc,
             executors={"default": ThreadPoolExecutor(4), "fetch": ThreadPoolExecutor(2)},
             # coalesce: after a suspend, one run, not one per missed fire. No grace limit: a late
-            # digest is still due (jobs.due_day decides), and the claim stops a repeat.
+            # digest is still due (schedule.due_day decides), and the claim stops a repeat.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
@@ -80,18 +82,18 @@ class Daemon:
             log.info("fetch already running", extra={"source": name})
             return
         try:
-            outcomes: list[jobs.FetchOutcome] = []
-            self._guard("fetch", lambda: outcomes.extend(jobs.fetch_source(self.app, src)), source=name)
+            outcomes: list[pipeline.FetchOutcome] = []
+            self._guard("fetch", lambda: outcomes.extend(pipeline.fetch_source(self.app, src)), source=name)
         finally:
             lock.release()
         if any(o.new_papers for o in outcomes):
             # Featurise (with the embeddings backend: encode) the new papers now, off the send path.
-            self._guard("background vectors", lambda: jobs.warm_corpus(self.app), source=name)
+            self._guard("background vectors", lambda: pipeline.warm_corpus(self.app), source=name)
 
     def missed_fetches(self, now: dt.datetime) -> list[str]:
         """Sources to fetch on start: never fetched, backoff over, or a scheduled fetch that fell
         into the downtime (the list published meanwhile should be in the next digest)."""
-        names = [s.name for s in jobs.sources_to_fetch(self.app, now, never_succeeded=True)]
+        names = [s.name for s in pipeline.sources_to_fetch(self.app, now, never_succeeded=True)]
         states = self.app.store.all_source_states()
         for src in self.app.settings.sources:
             st = states.get(src.name)
@@ -102,33 +104,42 @@ class Daemon:
                 names.append(src.name)
         return names
 
-    def deliver(self, user_id: str) -> None:
-        def run():
-            for o in jobs.deliver_pending(self.app, only_user=user_id, should_stop=self.stopping.is_set):
-                _log_outcome(o)
-        self._guard("delivery", run, user=user_id)
+    def deliver(self, user_id: str | None = None) -> None:
+        """A reader's send time came (or the sweep found work): run one pass over everyone owed now.
+        Fires that land while a pass runs are folded into one more pass after it, so 10,000 readers
+        due at 07:30 make two passes, not 10,000."""
+        self._pass_wanted.set()
+        if not self._pass_lock.acquire(blocking=False):
+            return
+        try:
+            while self._pass_wanted.is_set() and not self.stopping.is_set():
+                self._pass_wanted.clear()
+                self._guard("delivery", self._deliver_all, **({"user": user_id} if user_id else {}))
+        finally:
+            self._pass_lock.release()
 
     def sweep(self) -> None:
         """Every few minutes: sources whose backoff ran out, digests due for a retry or still owed."""
         def run():
-            for src in jobs.sources_to_fetch(self.app, self.app.clock.now(), never_succeeded=False):
+            for src in pipeline.sources_to_fetch(self.app, self.app.clock.now(), never_succeeded=False):
                 if self.stopping.is_set():
                     return
                 self.fetch(src.name)
-            self._deliver_all()
+            self.deliver()
         self._guard("sweep", run)
 
     def startup(self) -> None:
         """Catch up after downtime: lists never fetched, then the digests due earlier today.
         Older missed days need nothing here: the next digest covers everything since the last one."""
-        outcomes: list[jobs.DeliveryOutcome] = []
+        outcomes: list[pipeline.DeliveryOutcome] = []
 
         def run():
             for name in self.missed_fetches(self.app.clock.now()):
                 if self.stopping.is_set():
                     return
                 self.fetch(name)
-            outcomes.extend(self._deliver_all())
+            with self._pass_lock:
+                outcomes.extend(self._deliver_all())
         try:
             self._guard("catch-up", run)
         finally:
@@ -137,8 +148,8 @@ class Daemon:
         if outcomes and self.announce:
             say("caught up: " + ", ".join(f"{o.user} {o.status}" for o in outcomes))
 
-    def _deliver_all(self) -> list[jobs.DeliveryOutcome]:
-        outcomes = jobs.deliver_pending(self.app, should_stop=self.stopping.is_set)
+    def _deliver_all(self) -> list[pipeline.DeliveryOutcome]:
+        outcomes = pipeline.deliver_pending(self.app, should_stop=self.stopping.is_set)
         for o in outcomes:
             _log_outcome(o)
         return outcomes
@@ -156,7 +167,7 @@ class Daemon:
             if trig is not None:
                 wanted[f"digest:{user.id}"] = dict(func=self.deliver, trigger=trig, args=[user.id],
                                                    name=f"digest {user.id}")
-        wanted["sweep"] = dict(func=self.sweep, trigger=IntervalTrigger(minutes=SWEEP_MINUTES), name="sweep")
+        wanted["sweep"] = dict(func=self.sweep, trigger=IntervalTrigger(seconds=SWEEP_SECONDS), name="sweep")
         for job in self.scheduler.get_jobs():
             if job.id not in wanted:
                 job.remove()
@@ -175,7 +186,7 @@ class Daemon:
 
     def stop(self) -> None:
         """Stop taking new work, and wait for the jobs running now: a message being handed over is
-        finished (or put back to `retry` by jobs.deliver_user), never cut in half."""
+        finished (or put back to `retry` by the pass), never cut in half."""
         self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
@@ -212,15 +223,15 @@ class Daemon:
         log.info("config reloaded: users added %s, changed %s, removed %s; %d sources",
                  added or "none", changed or "none", removed or "none", len(new.sources))
         for uid in added:
-            say(f"feed for {uid}: {jobs.feed_url(self.app, jobs.feed_token(self.app, uid))}")
+            say(f"feed for {uid}: {links.feed_url(self.app, links.feed_token(self.app, uid))}")
         # A user added or moved to an earlier send_at may already be owed today's digest.
         self.scheduler.add_job(self.sweep, id="sweep-after-reload", replace_existing=True,
                                next_run_time=self.app.clock.now())
         return True
 
 
-def _log_outcome(o: jobs.DeliveryOutcome) -> None:
-    # jobs.deliver_user already logs sends and failures; the quiet outcomes are worth a line too.
+def _log_outcome(o: pipeline.DeliveryOutcome) -> None:
+    # The pass already logs sends and failures; the quiet outcomes are worth a line too.
     if o.status not in ("sent", "retry", "failed"):
         log.info("digest %s: %s", o.day, o.status, extra={"user": o.user})
 
@@ -282,8 +293,9 @@ def _announce(daemon: Daemon, listen: str) -> None:
     settings = app.settings
     say(f"listening on http://{listen} (links use {settings.digestd.base_url})")
     say(_describe_mail(settings))
+    tokens = links.feed_tokens(app, [u.id for u in settings.users])
     for user in settings.users:
-        url = jobs.feed_url(app, jobs.feed_token(app, user.id))
+        url = links.feed_url(app, tokens[user.id])
         trig = user_trigger(user)
         nxt = next(iter(next_fire_times(trig, app.clock.now())), None) if trig else None
         when = nxt.strftime("%a %Y-%m-%d %H:%M %Z") if nxt else "never (no days set)"

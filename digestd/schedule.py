@@ -11,9 +11,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from .config import SourceSettings, UserSettings
-
-UTC = dt.timezone.utc
+from .config import DAY_NAMES, SourceSettings, UserSettings
+from .cron import UTC, cron_day_of_week, cron_trigger  # noqa: F401  (re-exported)
 
 # Defaults per source type (cron, UTC).
 # - arxiv: rss.arxiv.org rebuilds its feeds once a day at midnight US Eastern *Standard* Time
@@ -28,61 +27,13 @@ DEFAULT_SCHEDULES = {
     "replay": "7 * * * *",
 }
 
-# Digests that could not be handed over, and sources that are backing off, are looked at this often.
-SWEEP_MINUTES = 5
-
-
-# Cron counts weekdays from Sunday (0 and 7 = sun); APScheduler 3.x counts them from Monday, and its
-# from_crontab passes the numbers through unchanged, so "1-5" there would mean Tuesday to Saturday.
-_CRON_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-
-
-def _cron_day(token: str) -> int:
-    t = token.strip().lower()
-    if t[:3] in _CRON_DAYS:
-        return _CRON_DAYS.index(t[:3])
-    n = int(t)
-    if not 0 <= n <= 7:
-        raise ValueError(f"day of week out of range: {token!r}")
-    return n % 7
-
-
-def cron_day_of_week(field: str) -> str:
-    """A crontab day-of-week field (numbers from Sunday, names, ranges, steps) as APScheduler day names."""
-    days: set[int] = set()
-    for part in field.split(","):
-        base, _, step = part.partition("/")
-        stride = int(step) if step else 1
-        if base in ("*", "?"):
-            lo, hi = 0, 6
-        elif "-" in base:
-            a, b = base.split("-", 1)
-            lo, hi = _cron_day(a), _cron_day(b)
-            if b.strip() == "7":
-                hi = 7
-        else:
-            lo = hi = _cron_day(base)
-            if step:
-                hi = 6
-        days.update(d % 7 for d in range(lo, hi + 1, stride))
-    if days == set(range(7)):
-        return "*"
-    # APScheduler orders weekdays from Monday; keep that order for readable job listings.
-    return ",".join(_CRON_DAYS[d] for d in sorted(days, key=lambda d: (d - 1) % 7))
+# Digests that could not be handed over, sources that are backing off, and the leases of a pass that
+# died are looked at this often: a dead process's digests go out within a minute.
+SWEEP_SECONDS = 30
 
 
 def source_cron(src: SourceSettings) -> str:
     return src.schedule or DEFAULT_SCHEDULES[src.type]
-
-
-def cron_trigger(expr: str, timezone=UTC) -> CronTrigger:
-    """A 5-field crontab expression with crontab's meaning of day-of-week numbers."""
-    fields = expr.split()
-    if len(fields) != 5:
-        raise ValueError(f"a cron expression has 5 fields, got {len(fields)}: {expr!r}")
-    minute, hour, day, month, dow = fields
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=cron_day_of_week(dow),
-                       timezone=timezone)
 
 
 def source_trigger(src: SourceSettings) -> CronTrigger:
@@ -107,7 +58,7 @@ def user_trigger(user: UserSettings) -> CronTrigger | None:
     """The user's digest time on their days, in their zone. None when they chose no day at all.
 
     A send_at that does not exist on a spring-forward day (02:30 in Berlin) fires at the first
-    moment after the gap; `jobs.due_day` compares wall-clock times, so that send still counts for
+    moment after the gap; `due_day` compares wall-clock times, so that send still counts for
     the right day, and the periodic sweep catches it should a trigger ever skip it.
     """
     if not user.days:
@@ -128,3 +79,18 @@ def next_fire_times(trigger: CronTrigger, now: dt.datetime, n: int = 1) -> list[
         out.append(nxt)
         prev = nxt
     return out
+
+
+def local_now(user: UserSettings, now: dt.datetime) -> dt.datetime:
+    return now.astimezone(ZoneInfo(user.timezone))
+
+
+def due_day(user: UserSettings, now: dt.datetime) -> dt.date | None:
+    """The user's local day whose digest is due by ``now``, or None (not a delivery day, or too early).
+    Comparing wall-clock times makes a send_at skipped by a DST jump fire at the first moment after it."""
+    ln = local_now(user, now)
+    if DAY_NAMES[ln.weekday()] not in user.days:
+        return None
+    if (ln.hour, ln.minute) < user.send_hour_minute:
+        return None
+    return ln.date()

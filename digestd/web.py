@@ -1,6 +1,6 @@
 """The HTTP side of digestd: private feeds, feedback links, one-click unsubscribe, health.
 
-Handlers are thin: read the token, call jobs/store, render a template. Rules that shape them:
+Handlers are thin: read the token, call accounts/feeds/store, render a template. Rules that shape them:
 - A GET never changes anything. Mail security scanners and link previewers open every link in a
   message; only a POST (a button a person presses) records a vote or unsubscribes.
 - Tokens are capabilities: never logged, never sent on as a Referer, pages are not indexed.
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from . import jobs
+from . import accounts, feeds, links
 from .errors import DigestdError, PaperNotFound, TokenError, UserError
 from .httpdate import format_http_date, parse_http_date
 from .logs import get_logger
@@ -104,7 +104,7 @@ def _paper_context(app: "App", key: str) -> dict:
     p = app.store.get_paper(key)
     if p is None:
         raise PaperNotFound(f"paper {key!r} is no longer known to this digest", paper=key)
-    url, pdf = jobs.paper_urls(p)
+    url, pdf = links.paper_urls(p)
     return {"key": p.key, "title": p.title, "authors": json.loads(p.authors_json or "[]"),
             "abstract": p.abstract or "", "url": url, "pdf_url": pdf}
 
@@ -157,10 +157,10 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         token = request.path_params["token"]
 
         def load():
-            user_id = jobs.user_for_feed_token(app, token)
+            user_id = links.user_for_feed_token(app, token)
             if user_id is None:
                 return None
-            return (user_id, *jobs.feed_version(app, user_id))
+            return (user_id, *feeds.feed_version(app, user_id))
 
         found = await run_in_threadpool(load)
         if found is None:
@@ -170,7 +170,7 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
                    "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
         if _not_modified(request, etag, last_modified):
             return Response(status_code=304, headers=headers)
-        xml = await run_in_threadpool(jobs.feed_xml, app, user_id)
+        xml = await run_in_threadpool(feeds.feed_xml, app, user_id)
         return Response(xml.encode("utf-8"), media_type=ATOM_TYPE, headers=headers)
 
     async def feedback(request: Request) -> Response:
@@ -189,7 +189,7 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
             def record():
                 app.store.get_user(user_id)
                 before = _vote_name(app.store.current_vote(user_id, key))
-                jobs.apply_feedback(app, user_id, key, vote, via="email")
+                accounts.apply_feedback(app, user_id, key, vote, via="email")
                 return before, _paper_context(app, key)
         else:
             def record():
@@ -228,7 +228,7 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
             subscribed = True
         else:
             return _bad_link("To unsubscribe, send List-Unsubscribe=One-Click (the button on this page does).")
-        await run_in_threadpool(lambda: jobs.set_subscription(app, user_id, subscribed, via_link=not subscribed))
+        await run_in_threadpool(lambda: accounts.set_subscription(app, user_id, subscribed, via_link=not subscribed))
         return _page("unsubscribe.html", title="Unsubscribed" if not subscribed else "Subscribed", email=urow.email,
                      subscribed=subscribed, changed=True)
 
@@ -238,10 +238,10 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         token = request.path_params["token"]
 
         def load():
-            user_id = jobs.user_for_feed_token(app, token)
+            user_id = links.user_for_feed_token(app, token)
             if user_id is None:
                 return None
-            data = jobs.export_user(app, user_id)
+            data = accounts.export_user(app, user_id)
             papers = app.store.papers_by_keys(f["paper"] for f in data["feedback"])
             votes = [{**f, "title": papers[f["paper"]].title if f["paper"] in papers else f["paper"]}
                      for f in reversed(data["feedback"])]

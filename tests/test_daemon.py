@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from digestd import jobs
+from digestd import accounts, links, pipeline
 from digestd.app import build_app
 from digestd.config import load_config
 from digestd.daemon import Daemon
@@ -74,7 +74,7 @@ def test_on_start_it_fetches_new_sources_and_sends_the_digest_due_earlier_today(
     d = setup.start()
     assert [to for _m, to in setup.sent] == ["alice@example.org"]
     assert job_ids(d) == {"fetch:demo", "digest:alice", "sweep"}
-    assert jobs.status(setup.app)["sources"][0]["last_success"] is not None
+    assert accounts.status(setup.app)["sources"][0]["last_success"] is not None
 
 
 def test_a_restart_the_same_day_sends_nothing_more(setup):
@@ -98,7 +98,7 @@ def test_reload_adds_changes_and_removes_users_without_a_restart(setup):
     assert job_ids(d) >= {"digest:bob", "fetch:demo", "sweep"}
     assert "digest:alice" not in job_ids(d) and "digest:carol" not in job_ids(d)
     assert d.next_digest("bob").astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M") == "06:00"
-    users = {u["id"]: u["active"] for u in jobs.status(setup.app)["users"]}
+    users = {u["id"]: u["active"] for u in accounts.status(setup.app)["users"]}
     assert users == {"alice": False, "bob": True, "carol": True}
     # Bob's 06:00 Tokyo digest is already due: the sweep after the reload sends it.
     wait_for(lambda: "bob@example.org" in [to for _m, to in setup.sent], 30, "bob's digest")
@@ -128,13 +128,13 @@ def test_a_temporary_mail_failure_is_retried_by_the_sweep(setup):
 
     setup.app.mailer_factory = lambda: Flaky(setup.sent)
     d = setup.start()
-    assert setup.sent == [] and jobs.status(setup.app)["users"][0]["last_status"] == "retry"
+    assert setup.sent == [] and accounts.status(setup.app)["users"][0]["last_status"] == "retry"
     d.sweep()                                   # too early: the backoff has not run out
     assert len(calls) == 1
     setup.clock.advance(minutes=10)
     d.sweep()
     assert [to for _m, to in setup.sent] == ["alice@example.org"]
-    assert jobs.status(setup.app)["users"][0]["last_status"] == "sent"
+    assert accounts.status(setup.app)["users"][0]["last_status"] == "sent"
 
 
 def test_a_missed_day_is_merged_into_the_next_digest_not_sent_late(setup):
@@ -144,7 +144,7 @@ def test_a_missed_day_is_merged_into_the_next_digest_not_sent_late(setup):
     write_hf_list(setup.tmp / "lists", "2025-05-21", real_papers("2025-05-21", 10))
     setup.clock.advance(days=2)
     setup.start()
-    days = [d["date"] for d in jobs.export_user(setup.app, "alice")["digests"]]
+    days = [d["date"] for d in accounts.export_user(setup.app, "alice")["digests"]]
     assert days == ["2025-05-20", "2025-05-22"] and len(setup.sent) == 2
 
 
@@ -169,7 +169,7 @@ def test_stop_waits_for_the_message_being_handed_over(setup):
     stopper.join(30)
     assert not stopper.is_alive()
     assert [to for _m, to in setup.sent] == ["alice@example.org"]
-    assert jobs.status(setup.app)["users"][0]["last_status"] == "sent"
+    assert accounts.status(setup.app)["users"][0]["last_status"] == "sent"
 
 
 # -- `digestd run` as a real process ----------------------------------------------------------------------
@@ -320,14 +320,14 @@ def test_in_chromium_the_thumbs_up_button_records_the_vote(setup):
     from digestd.daemon import HttpThread, _bind
     from digestd.web import create_app
 
-    jobs.fetch_all(setup.app)
+    pipeline.fetch_all(setup.app)
     sock = _bind("127.0.0.1:0")
     base = "http://127.0.0.1:%d" % sock.getsockname()[1]
     server = HttpThread(create_app(setup.app), sock)
     server.start()
     try:
         paper = real_papers("2025-05-19", 1)[0]
-        link = jobs.feedback_url(setup.app, "alice", paper["id"], "up").replace("http://digest.test", base)
+        link = links.feedback_url(setup.app, "alice", paper["id"], "up").replace("http://digest.test", base)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -335,11 +335,11 @@ def test_in_chromium_the_thumbs_up_button_records_the_vote(setup):
             page = browser.new_page()
             page.goto(link)
             assert paper["title"] in page.content()
-            assert jobs.export_user(setup.app, "alice")["feedback"] == []
+            assert accounts.export_user(setup.app, "alice")["feedback"] == []
             page.click("#vote-up button")
             page.wait_for_selector("#confirmation")
             browser.close()
-        assert [(f["paper"], f["vote"], f["via"]) for f in jobs.export_user(setup.app, "alice")["feedback"]] == [
+        assert [(f["paper"], f["vote"], f["via"]) for f in accounts.export_user(setup.app, "alice")["feedback"]] == [
             (paper["id"], "up", "email")]
     finally:
         server.stop()

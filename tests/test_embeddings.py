@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digestd import evaluate, jobs
+from digestd import evaluate, pipeline
 from digestd.app import build_app
 from digestd.clock import FixedClock
 from digestd.config import parse_config
@@ -153,9 +153,9 @@ def test_each_paper_is_encoded_once_across_composes_users_and_restarts(emb_app):
     app, fake = new_app()
     alice, bob = app.settings.users
     app.store.set_vote("alice", papers[0].key, "up", "cli", NOW)
-    first = jobs.compose(app, alice, NOW.date(), NOW)
-    jobs.compose(app, bob, NOW.date(), NOW)
-    again = jobs.compose(app, alice, NOW.date(), NOW)
+    first = pipeline.compose_one(app, alice, NOW.date(), NOW)
+    pipeline.compose_one(app, bob, NOW.date(), NOW)
+    again = pipeline.compose_one(app, alice, NOW.date(), NOW)
     assert first.picks and [p.key for p in first.picks] == [p.key for p in again.picks]
     assert all(p.highlight for p in first.picks)          # highlights read the sentences' embeddings
     encoded = paper_encodings(fake, papers)
@@ -164,7 +164,7 @@ def test_each_paper_is_encoded_once_across_composes_users_and_restarts(emb_app):
 
     # A restart reads every vector back from the database and ranks exactly as before.
     app2, fake2 = new_app()
-    after = jobs.compose(app2, alice, NOW.date(), NOW)
+    after = pipeline.compose_one(app2, alice, NOW.date(), NOW)
     assert paper_encodings(fake2, papers) == Counter()
     assert [(p.key, round(p.score, 9)) for p in after.picks] == [(p.key, round(p.score, 9)) for p in first.picks]
 
@@ -173,12 +173,12 @@ def test_only_new_papers_are_encoded_when_a_list_arrives(emb_app):
     new_app, papers, store = emb_app
     app, fake = new_app()
     alice = app.settings.users[0]
-    jobs.compose(app, alice, NOW.date(), NOW)
+    pipeline.compose_one(app, alice, NOW.date(), NOW)
     fresh = FetchedPaper(key="2505.00001", title="Small-world networks of coupled oscillators",
                          abstract="We study synchronisation on small-world graphs. Spectra predict it.")
     store.upsert_papers("blog", NOW.date(), [fresh], NOW - dt.timedelta(minutes=5))
     before = sum(paper_encodings(fake, papers).values())
-    jobs.compose(app, alice, NOW.date(), NOW)
+    pipeline.compose_one(app, alice, NOW.date(), NOW)
     assert sum(paper_encodings(fake, papers).values()) == before
     assert fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1
 
@@ -193,15 +193,15 @@ def test_a_fetch_that_brings_new_papers_encodes_them_then_not_when_the_digest_is
 
     def fetch_source(app_, src, *a, **kw):
         store.upsert_papers(src.name, NOW.date(), [fresh], NOW - dt.timedelta(minutes=1))
-        return [jobs.FetchOutcome(source=src.name, day=NOW.date(), papers=1, new_papers=1, new_listings=1)]
+        return [pipeline.FetchOutcome(source=src.name, day=NOW.date(), papers=1, new_papers=1, new_listings=1)]
 
-    monkeypatch.setattr(jobs, "fetch_source", fetch_source)
+    monkeypatch.setattr(pipeline, "fetch_source", fetch_source)
     Daemon(app, None, own_mailer=False).fetch("blog")
     # Encoded at fetch time: the background and the newcomer, each once ...
     assert set(paper_encodings(fake, papers).values()) == {1}
     assert fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1
     # ... so composing a digest encodes no paper again.
-    jobs.compose(app, app.settings.users[1], NOW.date(), NOW)
+    pipeline.compose_one(app, app.settings.users[1], NOW.date(), NOW)
     again = {t: n for t, n in fake.seen.items() if n > 1}
     assert not (set(again) & {paper_text_plain(p) for p in papers}) and fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1
 
@@ -211,8 +211,8 @@ def test_a_fetch_with_nothing_new_builds_nothing(emb_app, monkeypatch):
 
     new_app, papers, store = emb_app
     app, fake = new_app()
-    monkeypatch.setattr(jobs, "fetch_source", lambda app_, src, *a, **kw: [
-        jobs.FetchOutcome(source=src.name, day=NOW.date(), not_modified=True)])
+    monkeypatch.setattr(pipeline, "fetch_source", lambda app_, src, *a, **kw: [
+        pipeline.FetchOutcome(source=src.name, day=NOW.date(), not_modified=True)])
     Daemon(app, None, own_mailer=False).fetch("blog")
     assert fake.seen == Counter()
 
@@ -315,7 +315,7 @@ def test_a_digest_with_the_real_model_keeps_its_vectors_and_explains_its_picks(t
     store.upsert_papers("blog", NOW.date(), [FetchedPaper(key=p.key, title=p.title, abstract=p.abstract)
                                              for p in papers], NOW - dt.timedelta(hours=1))
     app = build_app(settings, clock=FixedClock(NOW), store=store)
-    comp = jobs.compose(app, settings.users[0], NOW.date(), NOW)
+    comp = pipeline.compose_one(app, settings.users[0], NOW.date(), NOW)
     assert comp.picks and all(p.reason for p in comp.picks)
     got = store.paper_embeddings(embeddings.MODEL_NAME, [p.key for p in papers])
     assert len(got) == len(papers) and all(v.shape == (embeddings.DIM,) for _, v in got.values())
@@ -327,10 +327,10 @@ def test_switching_the_backend_by_a_config_reload_refits_and_retrains_at_once(em
     app, fake = new_app()
     embeddings_settings = app.settings
     app.settings = parse_config(CONFIG.format(ranking=""), config_dir=tmp_path)
-    assert jobs.compose(app, app.settings.users[0], NOW.date(), NOW).picks
-    assert jobs.current_corpus(app).space.backend == "tfidf" and not fake.seen
+    assert pipeline.compose_one(app, app.settings.users[0], NOW.date(), NOW).picks
+    assert pipeline.current_corpus(app).space.backend == "tfidf" and not fake.seen
     # The stored tfidf profile lives in another space: it is retrained, never scored in the wrong one.
     app.settings = embeddings_settings
-    assert jobs.compose(app, app.settings.users[0], NOW.date(), NOW).picks
-    assert jobs.current_corpus(app).space.backend == "embeddings"
+    assert pipeline.compose_one(app, app.settings.users[0], NOW.date(), NOW).picks
+    assert pipeline.current_corpus(app).space.backend == "embeddings"
     assert set(paper_encodings(fake, papers).values()) == {1}

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import digestd.rank
-from digestd import jobs
+from digestd import accounts, pipeline
+from digestd.pipeline.compose import reader_profiles
+from digestd.pipeline.corpus import reader_models
 from digestd.app import build_app
 from digestd.clock import FixedClock
 from digestd.config import parse_config
@@ -185,13 +187,13 @@ def world(tmp_path, any_database_url, monkeypatch):
 def compose_all(app) -> dict[str, list]:
     out = {}
     for user in app.settings.users:
-        comp = jobs.compose(app, user, app.clock.now().date(), app.clock.now())
+        comp = pipeline.compose_one(app, user, app.clock.now().date(), app.clock.now())
         out[user.id] = [(p.key, p.score, p.explore) for p in comp.picks]
     return out
 
 
 def trained_at(app) -> dict[str, str | None]:
-    return {u["id"]: u["profile_trained_at"] for u in jobs.status(app)["users"]}
+    return {u["id"]: u["profile_trained_at"] for u in accounts.status(app)["users"]}
 
 
 def test_a_user_without_new_votes_is_not_retrained_and_ranks_the_same(world):
@@ -211,13 +213,13 @@ def test_a_new_vote_retrains_that_user_only(world):
     compose_all(app)
     trained.clear()
     clock.advance(hours=1)
-    jobs.apply_feedback(app, "ann", STREAM[25].key, "up", via="web")
+    accounts.apply_feedback(app, "ann", STREAM[25].key, "up", via="web")
     compose_all(app)
     assert trained == ["ann"]
     assert trained_at(app) == {"ann": (T0 + dt.timedelta(hours=1)).isoformat(), "bo": T0.isoformat()}
     trained.clear()
-    jobs.apply_feedback(app, "bo", STREAM[25].key, "down", via="cli")
-    jobs.apply_feedback(app, "ann", STREAM[25].key, "clear", via="cli")   # taking a vote back counts too
+    accounts.apply_feedback(app, "bo", STREAM[25].key, "down", via="cli")
+    accounts.apply_feedback(app, "ann", STREAM[25].key, "clear", via="cli")   # taking a vote back counts too
     compose_all(app)
     assert sorted(trained) == ["ann", "bo"]
 
@@ -225,12 +227,12 @@ def test_a_new_vote_retrains_that_user_only(world):
 def test_a_few_new_papers_keep_the_space_and_every_stored_model(world):
     app, clock, trained = world
     compose_all(app)
-    space = jobs.current_corpus(app).space
+    space = pipeline.current_corpus(app).space
     trained.clear()
     clock.advance(hours=1)
     newcomer = fetched("protein", 42)
     app.store.upsert_papers("demo", clock.now().date(), [newcomer], clock.now())
-    corpus = jobs.current_corpus(app)
+    corpus = pipeline.current_corpus(app)
     assert newcomer.key in {p.key for p in corpus.papers}       # the background is reread ...
     assert corpus.space is space                                # ... but 1 new paper in 41 is no refit
     picks = compose_all(app)
@@ -242,33 +244,32 @@ def test_a_few_new_papers_keep_the_space_and_every_stored_model(world):
 def test_a_fifth_of_the_background_new_refits_the_space_and_retrains_everyone_once(world):
     app, clock, trained = world
     compose_all(app)
-    space = jobs.current_corpus(app).space
+    space = pipeline.current_corpus(app).space
     trained.clear()
     clock.advance(hours=1)
     app.store.upsert_papers("demo", clock.now().date(), [fetched("robots", 20 + i) for i in range(10)], clock.now())
     compose_all(app)
     compose_all(app)
-    assert jobs.current_corpus(app).space is not space
+    assert pipeline.current_corpus(app).space is not space
     assert sorted(trained) == ["ann", "bo"]
 
 
 def test_a_week_old_space_is_refitted_at_the_next_new_paper(world):
     app, clock, trained = world
     compose_all(app)
-    space = jobs.current_corpus(app).space
+    space = pipeline.current_corpus(app).space
     clock.advance(days=8)
-    assert jobs.current_corpus(app).space is space              # nothing new: nothing to refit
+    assert pipeline.current_corpus(app).space is space              # nothing new: nothing to refit
     app.store.upsert_papers("demo", clock.now().date(), [fetched("speech", 42)], clock.now())
-    assert jobs.current_corpus(app).space is not space
+    assert pipeline.current_corpus(app).space is not space
 
 
 def test_a_model_older_than_a_week_is_refreshed_so_votes_keep_ageing(world):
     app, clock, trained = world
 
     def models_for_all():   # no new papers after a week means no digest, so ask for the models directly
-        corpus = jobs.current_corpus(app)
-        for user in app.settings.users:
-            jobs.user_model(app, jobs.profile_input(app, user), corpus, clock.now())
+        corpus = pipeline.current_corpus(app)
+        reader_models(app, reader_profiles(app, app.settings.users), corpus, clock.now())
 
     compose_all(app)
     trained.clear()
@@ -287,7 +288,7 @@ def test_an_unreadable_stored_model_is_logged_and_retrained_never_fatal(world, c
     row = app.store.get_profile("bo")
     app.store.save_profile("bo", row.fingerprint, blob, row.trained_at)
     trained.clear()
-    with caplog.at_level(logging.WARNING, logger="digestd.jobs"):
+    with caplog.at_level(logging.WARNING, logger="digestd.corpus"):
         assert compose_all(app) == first
     assert trained == ["bo"]
     assert any("cannot be read" in r.getMessage() or "not this user's" in r.getMessage() for r in caplog.records)

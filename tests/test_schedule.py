@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from digestd.config import DAY_NAMES, SourceSettings, UserSettings
-from digestd.jobs import due_day
+from digestd.schedule import due_day
 from digestd.schedule import DEFAULT_SCHEDULES, next_fire_times, source_trigger, user_trigger
 
 UTC = dt.timezone.utc

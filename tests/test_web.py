@@ -16,7 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from digestd import jobs
+from digestd import accounts, links, pipeline
 from digestd.app import build_app
 from digestd.config import parse_config
 from digestd.web import create_app
@@ -34,7 +34,7 @@ def env(tmp_path, clock):
                             config_dir=tmp_path)
     sent: list = []
     app = build_app(settings, clock=clock, mailer_factory=lambda: RecordingMailer(sent))
-    jobs.fetch_all(app)
+    pipeline.fetch_all(app)
     with TestClient(create_app(app)) as client:
         yield SimpleNamespace(app=app, client=client, sent=sent, clock=clock, tmp=tmp_path)
     app.close()
@@ -45,19 +45,19 @@ def path_of(url: str) -> str:
 
 
 def feedback_path(env, vote: str = "up", user: str = "alice", paper: str = PAPER) -> str:
-    return path_of(jobs.feedback_url(env.app, user, paper, vote))
+    return path_of(links.feedback_url(env.app, user, paper, vote))
 
 
 def feedback(env, user: str = "alice") -> list[dict]:
-    return jobs.export_user(env.app, user)["feedback"]
+    return accounts.export_user(env.app, user)["feedback"]
 
 
 def feed_path(env, user: str = "alice") -> str:
-    return path_of(jobs.feed_url(env.app, jobs.feed_token(env.app, user)))
+    return path_of(links.feed_url(env.app, links.feed_token(env.app, user)))
 
 
 def deliver(env) -> list:
-    return jobs.deliver_due(env.app)
+    return pipeline.deliver_due(env.app)
 
 
 # -- feeds -------------------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def test_the_feed_validators_change_when_a_new_digest_is_delivered(env):
     first = env.client.get(feed_path(env))
     write_hf_list(env.tmp / "lists", "2025-05-21", real_papers("2025-05-21", 15))
     env.clock.advance(days=1)
-    jobs.fetch_all(env.app)
+    pipeline.fetch_all(env.app)
     assert [(o.status, o.papers > 0) for o in deliver(env) if o.user == "alice"] == [("sent", True)]
     r = env.client.get(feed_path(env), headers={"If-None-Match": first.headers["etag"]})
     assert r.status_code == 200
@@ -97,7 +97,7 @@ def test_an_unknown_or_rotated_feed_token_gets_a_404_that_says_nothing(env):
     nowhere = env.client.get("/no/such/page")
     unknown = env.client.get("/feeds/" + "A" * 43 + ".atom")
     assert unknown.status_code == 404 and unknown.content == nowhere.content
-    jobs.rotate_feed_token(env.app, "alice")
+    links.rotate_feed_token(env.app, "alice")
     assert env.client.get(old).status_code == 404
     assert env.client.get(feed_path(env)).status_code == 200
 
@@ -123,7 +123,7 @@ def test_opening_a_feedback_link_shows_the_paper_and_records_nothing(env):
     assert "Renjie Chen" in r.text and "Aligning text-to-image" in r.text
     assert r.text.count('method="post"') == 2 and "👍" in r.text and "👎" in r.text
     assert feedback(env) == []
-    assert jobs.export_user(env.app, "alice")["feedback_history"] == []
+    assert accounts.export_user(env.app, "alice")["feedback_history"] == []
 
 
 def test_a_head_request_records_nothing(env):
@@ -151,7 +151,7 @@ def test_undo_puts_back_what_was_there_before(env):
     env.client.post(path, data={"vote": undo.group(1)})
     assert feedback(env) == []
 
-    jobs.apply_feedback(env.app, "alice", PAPER, "down", via="cli")
+    accounts.apply_feedback(env.app, "alice", PAPER, "down", via="cli")
     r = env.client.post(path, data={"vote": "up"})
     assert re.search(r'name="vote" value="down">\s*<button type="submit">Undo', r.text)
     env.client.post(path, data={"vote": "down"})
@@ -186,13 +186,13 @@ def test_only_a_link_opened_minutes_after_it_was_sent_submits_itself(env):
     page = env.client.get(path).text                               # a person reading later
     assert '<script nonce="' in page and 'getElementById("vote-up").submit()' in page
     assert feedback(env) == []                                     # the script posts; the GET did not record
-    jobs.apply_feedback(env.app, "alice", PAPER, "up", via="cli")
+    accounts.apply_feedback(env.app, "alice", PAPER, "up", via="cli")
     assert "<script" not in env.client.get(path).text              # already given: nothing to submit
 
 
 def test_pages_load_nothing_from_elsewhere_and_are_not_indexed(env):
     for r in (env.client.get("/"), env.client.get(feedback_path(env)),
-              env.client.get(path_of(jobs.unsubscribe_url(env.app, "alice")))):
+              env.client.get(path_of(links.unsubscribe_url(env.app, "alice")))):
         assert r.status_code == 200
         assert "default-src 'none'" in r.headers["content-security-policy"]
         assert r.headers["referrer-policy"] == "no-referrer"
@@ -225,28 +225,29 @@ def test_a_vote_given_over_http_changes_the_next_digest(tmp_path, clock, monkeyp
                             config_dir=tmp_path)
     app = build_app(settings, clock=clock, mailer_factory=lambda: RecordingMailer([]))
     client = TestClient(create_app(app))
-    jobs.fetch_all(app)
-    assert {o.user: o.status for o in jobs.deliver_due(app)} == {"alice": "sent", "twin": "sent"}
+    pipeline.fetch_all(app)
+    assert {o.user: o.status for o in pipeline.deliver_due(app)} == {"alice": "sent", "twin": "sent"}
 
-    assert client.post(path_of(jobs.feedback_url(app, "alice", liked["id"], "up")), data={"vote": "up"}).status_code == 200
+    assert client.post(path_of(links.feedback_url(app, "alice", liked["id"], "up")), data={"vote": "up"}).status_code == 200
 
     # Watch what the real ranker is given.
     seen = {}
-    real_rank = digestd.rank.rank_for_user
+    real_train = digestd.rank.train_readers
 
-    def watching(profile, *args, **kw):
-        seen[profile.user_id] = [(v.paper.key, v.value) for v in profile.votes]
-        return real_rank(profile, *args, **kw)
+    def watching(profiles, *args, **kw):
+        for profile in profiles:
+            seen[profile.user_id] = [(v.paper.key, v.value) for v in profile.votes]
+        return real_train(profiles, *args, **kw)
 
-    monkeypatch.setattr(digestd.rank, "rank_for_user", watching)
+    monkeypatch.setattr(digestd.rank, "train_readers", watching)
     write_hf_list(tmp_path / "lists", "2025-05-20", similar + others[15:])
     clock.advance(days=1)
-    jobs.fetch_all(app)
-    assert {o.user: o.status for o in jobs.deliver_due(app)} == {"alice": "sent", "twin": "sent"}
+    pipeline.fetch_all(app)
+    assert {o.user: o.status for o in pipeline.deliver_due(app)} == {"alice": "sent", "twin": "sent"}
     assert seen == {"alice": [(liked["id"], 1)], "twin": []}
 
     def liked_kind(user):
-        papers = {d["date"]: d["papers"] for d in jobs.export_user(app, user)["digests"]}["2025-05-21"]
+        papers = {d["date"]: d["papers"] for d in accounts.export_user(app, user)["digests"]}["2025-05-21"]
         return [k for k in papers if k in {p["id"] for p in similar}]
 
     assert len(liked_kind("alice")) > len(liked_kind("twin")), (liked_kind("alice"), liked_kind("twin"))
@@ -255,16 +256,16 @@ def test_a_vote_given_over_http_changes_the_next_digest(tmp_path, clock, monkeyp
 
 # -- unsubscribe ---------------------------------------------------------------------------------------
 def test_the_unsubscribe_link_only_shows_a_button(env):
-    r = env.client.get(path_of(jobs.unsubscribe_url(env.app, "alice")))
+    r = env.client.get(path_of(links.unsubscribe_url(env.app, "alice")))
     assert r.status_code == 200
     assert 'name="List-Unsubscribe" value="One-Click"' in r.text
-    assert jobs.export_user(env.app, "alice")["user"]["subscribed"] is True
+    assert accounts.export_user(env.app, "alice")["user"]["subscribed"] is True
 
 
 def test_one_click_unsubscribe_stops_the_mail_at_once_and_keeps_the_votes(env):
-    jobs.apply_feedback(env.app, "alice", PAPER, "up", via="cli")
+    accounts.apply_feedback(env.app, "alice", PAPER, "up", via="cli")
     # What a mail provider sends for RFC 8058: a bare form POST, no cookie, no page visit first.
-    r = env.client.post(path_of(jobs.unsubscribe_url(env.app, "alice")),
+    r = env.client.post(path_of(links.unsubscribe_url(env.app, "alice")),
                         content=b"List-Unsubscribe=One-Click",
                         headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200 and "Subscribe again" in r.text
@@ -275,7 +276,7 @@ def test_one_click_unsubscribe_stops_the_mail_at_once_and_keeps_the_votes(env):
 
 
 def test_subscribing_again_brings_the_mail_back(env):
-    url = path_of(jobs.unsubscribe_url(env.app, "alice"))
+    url = path_of(links.unsubscribe_url(env.app, "alice"))
     env.client.post(url, data={"List-Unsubscribe": "One-Click"})
     r = env.client.post(url, data={"action": "subscribe"})
     assert r.status_code == 200 and "subscribed again" in r.text
@@ -283,10 +284,10 @@ def test_subscribing_again_brings_the_mail_back(env):
 
 
 def test_an_unsubscribe_post_without_the_one_click_body_changes_nothing(env):
-    url = path_of(jobs.unsubscribe_url(env.app, "alice"))
+    url = path_of(links.unsubscribe_url(env.app, "alice"))
     assert env.client.post(url, data={}).status_code == 400
     assert env.client.post(url.replace("/u/", "/u/x", 1), data={"List-Unsubscribe": "One-Click"}).status_code == 400
-    assert jobs.export_user(env.app, "alice")["user"]["subscribed"] is True
+    assert accounts.export_user(env.app, "alice")["user"]["subscribed"] is True
 
 
 # -- health --------------------------------------------------------------------------------------------
@@ -324,7 +325,7 @@ def test_healthz_is_503_when_the_database_is_unreachable(env, tmp_path):
 # -- profile -------------------------------------------------------------------------------------------
 def test_the_profile_page_lists_the_readers_votes_behind_the_feed_token(env):
     env.client.post(feedback_path(env, "up"), data={"vote": "up"})
-    url = jobs.export_user(env.app, "alice")["profile_url"]
+    url = accounts.export_user(env.app, "alice")["profile_url"]
     r = env.client.get(path_of(url))
     assert r.status_code == 200
     assert "👍 Towards Self-Improvement of Diffusion Models via Group Preference Optimization" in r.text

@@ -44,6 +44,25 @@ def rank_for_user(profile: ProfileInput, candidates: Sequence[PaperText], backgr
                   min_score=min_score, now=now)
 
 
+def train_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, background: Featurized,
+                  now: dt.datetime, *, params: Params = DEFAULT_PARAMS) -> list[UserModel]:
+    """``train`` for many readers against one background."""
+    return [train(p, space, background, now, params=params) for p in profiles]
+
+
+def rank_readers(models: Sequence[UserModel], space: FeatureSpace, pool: Featurized, eligible, *,
+                 sizes: Sequence[int], explore: Sequence[bool], min_scores: Sequence[float | None],
+                 now: dt.datetime, timings: dict | None = None) -> list[Selection]:
+    """Every reader's digest from one shared pool: ``eligible[i, j]`` says whether pool paper j may go
+    to reader i (their sources and window, not sent, not voted 👎)."""
+    keys = [p.key for p in pool.papers]
+    out = []
+    for model, row, size, exp, ms in zip(models, eligible, sizes, explore, min_scores):
+        exclude = {k for k, ok in zip(keys, row) if not ok}
+        out.append(select(model, space, pool, size, exclude=exclude, explore=exp, min_score=ms, now=now))
+    return out
+
+
 def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
     seen: dict[str, PaperText] = {}
     for p in papers:
@@ -53,6 +72,6 @@ def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
 
 __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "FeatureSpace", "Featurized", "NOTHING_TODAY", "Params",
-    "Selection", "UserModel", "calibrate", "featurize", "featurize_known", "fit", "fit_space", "rank_for_user", "rank_scores", "select",
-    "train",
+    "Selection", "UserModel", "calibrate", "featurize", "featurize_known", "fit", "fit_space", "rank_for_user", "rank_readers",
+    "rank_scores", "select", "train", "train_readers",
 ]

@@ -1,6 +1,6 @@
 """Trained models as bytes, and the fingerprint that says whether a stored one is still valid.
 
-Pure: bytes and hashes; ``store`` keeps the bytes and ``jobs.user_model`` decides. A stored model is
+Pure: bytes and hashes; ``store`` keeps the bytes and ``pipeline.corpus.reader_models`` decides. A stored model is
 reused only for exactly the inputs it was trained from (``fingerprint``):
 
 * the user's votes (paper, value, time, and the paper's text: an abstract filled in later moves the
@@ -8,7 +8,7 @@ reused only for exactly the inputs it was trained from (``fingerprint``):
 * the ranking ``Params``;
 * the feature space and the background it was fitted on (``space_identity``). A refitted space has
   new IDF weights and a new topic basis, so the vectors of a model trained in the old one mean
-  nothing in it: every model is retrained once after a refit. ``jobs.current_corpus`` refits only
+  nothing in it: every model is retrained once after a refit. ``pipeline.corpus.current_corpus`` refits only
   when a fifth of the background is new or the space is a week old, so between refits only users
   whose own input changed are retrained;
 * the model format and the code that computes it (the ``rank`` package's source), so a release

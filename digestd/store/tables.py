@@ -108,10 +108,13 @@ class Digest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: str = Field(foreign_key="users.id", index=True, max_length=128)
     day: dt.date
-    # claimed -> sent | empty | skipped | retry | failed
+    # claimed -> sent | empty | skipped | retry | failed  (retry -> claimed again)
     status: str = Field(default="claimed", max_length=16)
     claimed_at: dt.datetime | None = _utc()
     claimed_by: str | None = Field(default=None, max_length=128)
+    # A claim is a lease: the pass that holds it renews it while it works; once it lapses (the
+    # process died) the next pass takes the digest over and delivers it, whatever its day.
+    lease_until: dt.datetime | None = _utc()
     covers_from: dt.datetime | None = _utc()
     covers_until: dt.datetime | None = _utc()
     sent_at: dt.datetime | None = _utc()

@@ -1,0 +1,81 @@
+"""The URLs a reader is given: private feed, feedback and unsubscribe links, and their tokens.
+
+Feed tokens are an HMAC of a per-reader nonce (stored hashed), so a mail's footer can be rebuilt at
+any time; feedback and unsubscribe links are signed, so the server keeps no table of them.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from . import ids
+from .store import Paper
+from .tokens import hash_token, new_nonce, tokens_equal
+
+if TYPE_CHECKING:
+    from .app import App
+
+
+def feed_token(app: "App", user_id: str) -> str:
+    return feed_tokens(app, [user_id])[user_id]
+
+
+def feed_tokens(app: "App", user_ids: Iterable[str]) -> dict[str, str]:
+    """Every reader's feed token, in one read; readers who had none get one, in one write."""
+    rows = app.store.users_by_ids(user_ids)
+    out: dict[str, str] = {}
+    fresh: list[tuple[str, str, str]] = []
+    for uid in dict.fromkeys(user_ids):
+        row = rows.get(uid)
+        if row is None:
+            app.store.get_user(uid)          # raises "unknown user"
+        nonce = row.feed_nonce
+        if not nonce:
+            nonce = new_nonce()
+            token = app.signer.feed_token(uid, nonce)
+            fresh.append((uid, nonce, hash_token(token)))
+        out[uid] = app.signer.feed_token(uid, nonce)
+    app.store.set_feed_tokens(fresh)
+    return out
+
+
+def rotate_feed_token(app: "App", user_id: str) -> str:
+    app.store.get_user(user_id)
+    nonce = new_nonce()
+    token = app.signer.feed_token(user_id, nonce)
+    app.store.set_feed_token(user_id, nonce, hash_token(token))
+    return feed_url(app, token)
+
+
+def user_for_feed_token(app: "App", token: str) -> str | None:
+    """The configured user whose private feed ``token`` opens, else None (no hint why)."""
+    digest = hash_token(token)
+    row = app.store.user_by_feed_token_hash(digest)
+    if row is None or not row.feed_token_hash or not tokens_equal(row.feed_token_hash, digest):
+        return None
+    if app.settings.user(row.id) is None:
+        return None
+    return row.id
+
+
+def feed_url(app: "App", token: str) -> str:
+    return f"{app.settings.digestd.base_url}/feeds/{token}.atom"
+
+
+def profile_url(app: "App", token: str) -> str:
+    return f"{app.settings.digestd.base_url}/profile/{token}"
+
+
+def feedback_url(app: "App", user_id: str, paper_key: str, vote: str) -> str:
+    return f"{app.settings.digestd.base_url}/f/{app.signer.feedback_token(user_id, paper_key, vote)}"
+
+
+def unsubscribe_url(app: "App", user_id: str) -> str:
+    return f"{app.settings.digestd.base_url}/u/{app.signer.unsubscribe_token(user_id)}"
+
+
+def paper_urls(p: Paper) -> tuple[str, str | None]:
+    if p.arxiv_id:
+        return p.url or ids.abs_url(p.arxiv_id), p.pdf_url or ids.pdf_url(p.arxiv_id)
+    if p.url:
+        return p.url, p.pdf_url
+    return p.key if p.key.startswith("http") else "", p.pdf_url

@@ -1,0 +1,162 @@
+"""The background corpus, its feature space, and every reader's trained model in it.
+
+Shared by all readers of a pass: the space is fitted (and the background featurised, its neighbour
+graph built) once, and a reader is retrained only when their own input or the space changed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from ..errors import StoredModelError, StoreError
+from ..logs import get_logger
+from ..models import ProfileInput
+from ..store import paper_text
+from .timing import stage
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = get_logger("digestd.corpus")
+
+# How many recent papers stand in for "everything else" when a profile is trained.
+BACKGROUND_SIZE = 2000
+SPACE_REFIT_SHARE = 0.2                     # refit the feature space once a fifth of the background is new
+SPACE_MAX_AGE = dt.timedelta(days=7)        # ... or once a week
+
+
+@dataclass
+class Corpus:
+    """The background corpus of one corpus version and the feature space fitted on it, plus what
+    training needs from them, computed on first use and shared by every user of the version."""
+
+    version: tuple
+    papers: list                       # list[PaperText]
+    space: object                      # rank.FeatureSpace
+    fitted_at: dt.datetime = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    fitted_keys: frozenset = frozenset()   # the papers the space was fitted on
+    _featurized: object = None
+    _identity: str | None = None
+
+    @property
+    def featurized(self):
+        """The background's vectors: featurised (and its neighbour graph built) once, not per user."""
+        with _CORPUS_LOCK:
+            if self._featurized is None:
+                from ..rank import featurize
+
+                self._featurized = featurize(self.space, self.papers)
+            return self._featurized
+
+    @property
+    def identity(self) -> str:
+        """What a stored model's vectors live in (``rank.persist.space_identity``)."""
+        if self._identity is None:
+            from ..rank.persist import space_identity
+
+            self._identity = space_identity(self.space, self.papers)
+        return self._identity
+
+
+_CORPUS_LOCK = threading.RLock()
+
+
+def current_corpus(app: "App") -> Corpus:
+    """The background and its feature space, cached on the app; one thread builds it, the daemon's
+    other jobs wait for it rather than fit (or encode) the same papers twice."""
+    with _CORPUS_LOCK:
+        return _current_corpus(app)
+
+
+def warm_corpus(app: "App") -> None:
+    """After a fetch brought new papers: build the background's vectors now (with the embeddings
+    backend, encode the new papers) so the cost is paid at fetch time, not when a digest is due."""
+    with _CORPUS_LOCK:
+        _current_corpus(app).featurized
+
+
+def _current_corpus(app: "App") -> Corpus:
+    """The background and its feature space.
+
+    The background is reread when new papers arrive, but the space is refitted only when a fifth
+    of the background is new to it or it is a week old: papers are hashed into fixed columns and
+    projected with the fitted basis, so a new paper needs no refit, and keeping the space keeps
+    every stored user model valid (a refit retrains everyone once). A change of the configured
+    backend (a config reload) refits at once."""
+    from ..rank import fit_space
+
+    backend = app.settings.ranking.backend
+    ident = (backend, app.store.corpus_version())
+    cached = app.cache.get("corpus")
+    if cached is not None and cached.version == ident:
+        return cached
+    now = app.clock.now()
+    background = [paper_text(p) for p in app.store.recent_papers(BACKGROUND_SIZE)]
+    if cached is not None and cached.space.backend == backend and now - cached.fitted_at < SPACE_MAX_AGE:
+        new = sum(1 for p in background if p.key not in cached.fitted_keys)
+        if new < SPACE_REFIT_SHARE * max(len(background), 1):
+            fresh = Corpus(ident, background, cached.space, fitted_at=cached.fitted_at,
+                           fitted_keys=cached.fitted_keys, _identity=cached.identity)
+            app.cache["corpus"] = fresh
+            return fresh
+    encoder = paper_encoder(app) if backend == "embeddings" else None
+    fresh = Corpus(ident, background, fit_space(background, backend, encoder=encoder), fitted_at=now,
+                   fitted_keys=frozenset(p.key for p in background))
+    app.cache["corpus"] = fresh
+    return fresh
+
+
+def paper_encoder(app: "App"):
+    """The embeddings backend's encoder: a paper is encoded the first time it is featurised (after
+    the fetch that brought it, or by a digest) and its vector kept in the database, so every later
+    digest, user and restart reads it back."""
+    enc = app.cache.get("encoder")
+    if enc is None:
+        from ..rank.embeddings import PaperEncoder
+
+        model = app.embedder()
+        enc = app.cache["encoder"] = PaperEncoder(model, app.store.embedding_cache(model.name))
+    return enc
+
+
+def reader_models(app: "App", profiles: Sequence[ProfileInput], corpus: Corpus, now: dt.datetime) -> dict[str, object]:
+    """Each reader's trained model: the stored one while its fingerprint matches (same votes, seeds,
+    keywords, authors, params and space) and it is younger than ``persist.MAX_AGE``, else trained;
+    the newly trained are stored in one transaction. One query reads the batch's stored models.
+
+    Only readers whose input changed pay for training; a model that cannot be read (written by
+    another version) is retrained, never fatal."""
+    from ..rank import persist, train_readers
+
+    models: dict[str, object] = {}
+    if not profiles:
+        return models
+    stored = app.store.profiles_of(p.user_id for p in profiles)
+    want: dict[str, str] = {}
+    todo: list[ProfileInput] = []
+    with stage(app, "train"):
+        for profile in profiles:
+            fp = want[profile.user_id] = persist.fingerprint(profile, corpus.identity)
+            row = stored.get(profile.user_id)
+            if row is not None and persist.reusable(row.fingerprint, row.trained_at, fp, now):
+                try:
+                    models[profile.user_id] = persist.loads(row.model, profile.user_id)
+                    continue
+                except StoredModelError as e:
+                    log.warning("%s; retraining", e.message, extra={"user": profile.user_id})
+            todo.append(profile)
+        if todo:
+            t = time.perf_counter()
+            trained = train_readers(todo, corpus.space, corpus.featurized, now)
+            log.info("%d profiles trained in %.0f ms (%d reused)", len(todo), (time.perf_counter() - t) * 1000,
+                     len(profiles) - len(todo))
+            models.update({p.user_id: m for p, m in zip(todo, trained)})
+    if todo:
+        try:
+            app.store.save_profiles([(p.user_id, want[p.user_id], persist.dumps(models[p.user_id])) for p in todo], now)
+        except StoreError as e:   # the models are still good for this pass; the next one trains again
+            log.warning("%s", e)
+    return models

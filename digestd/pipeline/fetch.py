@@ -1,0 +1,157 @@
+"""Fetch: sources -> store. Each source is fetched, parsed and stored on its own; a failing one is
+recorded with its error count and backs off, never stopping the others."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .. import ids
+from ..config import SourceSettings
+from ..errors import SourceError
+from ..logs import get_logger
+from .timing import stage
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = get_logger("digestd.fetch")
+
+FETCH_BACKOFF_BASE = dt.timedelta(minutes=5)
+FETCH_BACKOFF_MAX = dt.timedelta(hours=6)
+
+
+def backoff(base: dt.timedelta, attempts: int, cap: dt.timedelta) -> dt.timedelta:
+    return min(base * (2 ** max(attempts - 1, 0)), cap)
+
+
+@dataclass
+class FetchOutcome:
+    source: str
+    day: dt.date | None
+    papers: int = 0
+    new_papers: int = 0
+    new_listings: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    skipped: str | None = None
+
+
+# After downtime, the Hugging Face API is asked for at most this many missed days.
+HF_CATCH_UP_DAYS = 7
+
+
+def fetch_days(app: "App", src: SourceSettings, day: dt.date | None, today: dt.date,
+               last_success: dt.datetime | None = None) -> list[dt.date]:
+    """Which days one fetch of a source covers.
+
+    A replay source without a date catches up on every saved list up to today. The Hugging Face API
+    serves any date, so after downtime it catches up on the days since its last success. arXiv and
+    plain feeds only ever serve their current list."""
+    if day is not None:
+        return [day]
+    if src.type == "replay":
+        from ..sources.replay import list_days
+
+        return [d for d in list_days(app.settings.resolve(src.path)) if d <= today]
+    if src.type == "hf_daily" and last_success is not None:
+        start = max(last_success.date(), today - dt.timedelta(days=HF_CATCH_UP_DAYS - 1))
+        return [start + dt.timedelta(days=i) for i in range((today - start).days + 1)]
+    return [today]
+
+
+def fetch_source(app: "App", src: SourceSettings, day: dt.date | None = None, *, force: bool = False) -> list[FetchOutcome]:
+    from ..sources import fetch_source as fetch_one
+
+    now = app.clock.now()
+    state = app.store.source_state(src.name)
+    if not force and state.next_retry_at and state.next_retry_at > now:
+        log.info("fetch skipped: backing off until %s", state.next_retry_at.isoformat(), extra={"source": src.name})
+        return [FetchOutcome(src.name, day, skipped=f"backing off until {state.next_retry_at.isoformat()}")]
+    outcomes = []
+    try:
+        days = fetch_days(app, src, day, now.date(), state.last_success_at)
+        total = 0
+        last = None
+        for d in days:
+            with stage(app, "fetch"):
+                res = fetch_one(src, d, app.http, etag=state.etag if day is None else None,
+                                last_modified=state.last_modified if day is None else None,
+                                base_dir=app.settings.config_dir)
+            out = FetchOutcome(src.name, d, papers=len(res.papers), not_modified=res.not_modified)
+            if res.papers:
+                with stage(app, "store"):
+                    out.new_papers, out.new_listings = app.store.upsert_papers(src.name, res.day or d, res.papers, now)
+            total += len(res.papers)
+            last = res
+            outcomes.append(out)
+            log.info("fetched %d papers (%d new listings)%s", out.papers, out.new_listings,
+                     " (not modified)" if res.not_modified else "", extra={"source": src.name})
+        app.store.record_fetch_success(src.name, now, total, etag=last.etag if last else None,
+                                       last_modified=last.last_modified if last else None)
+    except (SourceError, OSError) as e:
+        attempts = (state.error_count or 0) + 1
+        wait = backoff(FETCH_BACKOFF_BASE, attempts, FETCH_BACKOFF_MAX)
+        retry_after = getattr(e, "retry_after", None)
+        if retry_after:
+            wait = max(wait, dt.timedelta(seconds=retry_after))
+        msg = str(e)
+        app.store.record_fetch_error(src.name, now, msg, now + wait)
+        log.error("fetch failed (attempt %d, next try in %s): %s", attempts, wait, msg, extra={"source": src.name})
+        outcomes.append(FetchOutcome(src.name, day, error=msg))
+    return outcomes
+
+
+def complete_papers(app: "App", keys: list[str]) -> tuple[int, str | None]:
+    """Look up arXiv papers we know only by id (seed papers, imported ids). Returns (found, error)."""
+    from ..sources.arxiv_api import lookup_arxiv
+
+    known = app.store.papers_by_keys(keys)
+    missing = [k for k in dict.fromkeys(keys) if ids.is_arxiv_key(k) and (k not in known or not known[k].abstract)]
+    if not missing:
+        return 0, None
+    try:
+        found = lookup_arxiv(app.http, missing)
+    except SourceError as e:
+        log.warning("could not look up %d papers in the arXiv API: %s", len(missing), e, extra={"source": "arxiv-api"})
+        return 0, str(e)
+    now = app.clock.now()
+    for fp in found:
+        app.store.ensure_paper(fp, now)
+    return len(found), None
+
+
+def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None) -> list[FetchOutcome]:
+    sources = app.settings.sources
+    if only is not None:
+        src = app.settings.source(only)
+        if src is None:
+            raise SourceError(f"no source named {only!r} in the config", source=only)
+        sources = [src]
+    outcomes: list[FetchOutcome] = []
+    for src in sources:
+        if not src.enabled and only is None:
+            continue
+        # A source named on the command line is fetched now, backoff or not: the user asked.
+        outcomes.extend(fetch_source(app, src, day, force=only is not None))
+    # Seed papers count for cold start only once we have their text.
+    complete_papers(app, [k for u in app.settings.users for k in u.seed_papers])
+    return outcomes
+
+
+
+
+def sources_to_fetch(app: "App", now: dt.datetime, *, never_succeeded: bool) -> list[SourceSettings]:
+    """Enabled sources whose backoff has run out, and (at start) those never fetched successfully."""
+    states = app.store.all_source_states()
+    out = []
+    for src in app.settings.sources:
+        if not src.enabled:
+            continue
+        st = states.get(src.name)
+        if st is None or st.last_success_at is None:
+            if never_succeeded or (st is not None and st.next_retry_at and st.next_retry_at <= now):
+                out.append(src)
+        elif st.error_count and st.next_retry_at and st.next_retry_at <= now:
+            out.append(src)
+    return out

@@ -1,0 +1,16 @@
+"""Seconds spent per stage of the pass, added up on the app (``app.timings``) for `make bench` and logs."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+STAGES = ("fetch", "store", "featurise", "train", "score", "select", "explain", "render", "smtp")
+
+
+@contextmanager
+def stage(app, name: str):
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        app.timings[name] = app.timings.get(name, 0.0) + time.perf_counter() - t

@@ -1,0 +1,219 @@
+"""Readers: users, their votes and their stored profiles."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import select
+
+from ..errors import StoreError, UserError
+from .records import VoteRecord
+from .tables import Feedback, FeedbackEvent, Paper, Profile, User
+
+VOTE_VALUES = {"up": 1, "down": -1}
+
+
+class ReaderQueries:
+    """Mixed into ``Store``, which provides ``session()`` and ``engine``."""
+
+    engine: sa.Engine
+
+    # -- users -----------------------------------------------------------------------------------
+    def sync_users(self, users: list, now: dt.datetime) -> tuple[list[str], list[str], list[str]]:
+        """Make the users table match the config. Removed users are deactivated, never deleted."""
+        added, changed, removed = [], [], []
+        wanted = {u.id: u for u in users}
+        with self.session() as s:
+            existing = {u.id: u for u in s.exec(select(User))}
+            for uid, cfg in wanted.items():
+                settings_json = cfg.model_dump_json()
+                row = existing.get(uid)
+                if row is None:
+                    s.add(User(id=uid, email=cfg.email, timezone=cfg.timezone, active=True, subscribed=cfg.subscribed,
+                               settings_json=settings_json, created_at=now, updated_at=now))
+                    added.append(uid)
+                    continue
+                if row.settings_json != settings_json or not row.active:
+                    old = json.loads(row.settings_json or "{}")
+                    row.email, row.timezone, row.active = cfg.email, cfg.timezone, True
+                    # A one-click unsubscribe stands until the config itself changes `subscribed`.
+                    if old.get("subscribed", True) != cfg.subscribed or not row.unsubscribed_via_link:
+                        row.subscribed = cfg.subscribed
+                        row.unsubscribed_via_link = False
+                    row.settings_json = settings_json
+                    row.updated_at = now
+                    changed.append(uid)
+            for uid, row in existing.items():
+                if uid not in wanted and row.active:
+                    row.active = False
+                    row.updated_at = now
+                    removed.append(uid)
+            s.commit()
+        return added, changed, removed
+
+    def get_user(self, user_id: str) -> User:
+        with self.session() as s:
+            row = s.get(User, user_id)
+        if row is None:
+            raise UserError(f"unknown user {user_id!r}", user=user_id)
+        return row
+
+    def users(self, active_only: bool = True) -> list[User]:
+        with self.session() as s:
+            q = select(User).order_by(User.id)
+            if active_only:
+                q = q.where(User.active == True)  # noqa: E712
+            return list(s.exec(q))
+
+    def set_subscribed(self, user_id: str, subscribed: bool, now: dt.datetime, via_link: bool = False) -> None:
+        with self.session() as s:
+            row = s.get(User, user_id)
+            if row is None:
+                raise UserError(f"unknown user {user_id!r}", user=user_id)
+            row.subscribed = subscribed
+            row.unsubscribed_via_link = via_link and not subscribed
+            row.unsubscribed_at = None if subscribed else now
+            row.updated_at = now
+            s.commit()
+
+    def set_feed_token(self, user_id: str, nonce: str, token_hash: str) -> None:
+        with self.session() as s:
+            row = s.get(User, user_id)
+            if row is None:
+                raise UserError(f"unknown user {user_id!r}", user=user_id)
+            row.feed_nonce, row.feed_token_hash = nonce, token_hash
+            s.commit()
+
+    def user_by_feed_token_hash(self, token_hash: str) -> User | None:
+        with self.session() as s:
+            return s.exec(select(User).where(User.feed_token_hash == token_hash, User.active == True)).first()  # noqa: E712
+
+    # -- feedback --------------------------------------------------------------------------------
+    def set_vote(self, user_id: str, paper_key: str, vote: str, via: str, now: dt.datetime) -> None:
+        """Upsert the user's one current vote; every call is kept in the history."""
+        with self.session() as s:
+            current = s.get(Feedback, (user_id, paper_key))
+            if vote == "clear":
+                if current is not None:
+                    s.delete(current)
+            else:
+                if current is None:
+                    s.add(Feedback(user_id=user_id, paper_key=paper_key, vote=VOTE_VALUES[vote], via=via, at=now))
+                else:
+                    current.vote, current.via, current.at = VOTE_VALUES[vote], via, now
+            s.add(FeedbackEvent(user_id=user_id, paper_key=paper_key, vote=vote, via=via, at=now))
+            s.commit()
+
+    def current_vote(self, user_id: str, paper_key: str) -> int | None:
+        with self.session() as s:
+            row = s.get(Feedback, (user_id, paper_key))
+            return row.vote if row else None
+
+    def votes(self, user_id: str) -> list[VoteRecord]:
+        with self.session() as s:
+            rows = s.exec(select(Feedback, Paper).join(Paper, Paper.key == Feedback.paper_key)
+                          .where(Feedback.user_id == user_id).order_by(Feedback.at)).all()
+        return [VoteRecord(paper=p, vote=f.vote, at=f.at, via=f.via) for f, p in rows]
+
+    def feedback_events(self, user_id: str) -> list[FeedbackEvent]:
+        with self.session() as s:
+            return list(s.exec(select(FeedbackEvent).where(FeedbackEvent.user_id == user_id).order_by(FeedbackEvent.id)))
+
+    def downvoted_keys(self, user_id: str) -> set[str]:
+        with self.session() as s:
+            return set(s.exec(select(Feedback.paper_key).where(Feedback.user_id == user_id, Feedback.vote < 0)))
+
+    # -- profiles --------------------------------------------------------------------------------
+    def get_profile(self, user_id: str) -> Profile | None:
+        """The user's stored model with its fingerprint and training time, or None."""
+        with self.session() as s:
+            return s.get(Profile, user_id)
+
+    def save_profile(self, user_id: str, fingerprint: str, model: bytes, now: dt.datetime) -> None:
+        """Keep (or replace) the user's trained model. Two processes training the same user at once
+        both succeed; the last write wins, and either model is valid for its fingerprint."""
+        values = {"fingerprint": fingerprint, "model": model, "trained_at": now}
+        try:
+            with self.session() as s:
+                res = s.execute(sa.update(Profile).where(Profile.user_id == user_id).values(**values))
+                if res.rowcount == 0:
+                    try:
+                        s.add(Profile(user_id=user_id, **values))
+                        s.commit()
+                        return
+                    except IntegrityError:       # inserted meanwhile by another process: update it
+                        s.rollback()
+                        s.execute(sa.update(Profile).where(Profile.user_id == user_id).values(**values))
+                s.commit()
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot save the trained profile: {e.__class__.__name__}", user=user_id) from e
+
+    def profile_trained_at(self) -> dict[str, dt.datetime | None]:
+        """When each user's stored model was trained (without reading the models)."""
+        with self.session() as s:
+            return dict(s.exec(select(Profile.user_id, Profile.trained_at)).all())
+
+
+    # -- a whole batch of readers at once ---------------------------------------------------------
+    def users_by_ids(self, user_ids: Iterable[str]) -> dict[str, User]:
+        ids = list(dict.fromkeys(user_ids))
+        out: dict[str, User] = {}
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                out.update({u.id: u for u in s.exec(select(User).where(User.id.in_(ids[i:i + 500])))})
+        return out
+
+    def set_feed_tokens(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """(user id, nonce, token hash) for readers who had no feed token yet, in one transaction."""
+        params = [{"b_id": u, "b_nonce": n, "b_hash": h} for u, n, h in rows]
+        if not params:
+            return
+        t = User.__table__
+        with self.session() as s:
+            s.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id"))
+                      .values(feed_nonce=sa.bindparam("b_nonce"), feed_token_hash=sa.bindparam("b_hash")), params)
+            s.commit()
+
+    def votes_of(self, user_ids: Iterable[str]) -> dict[str, list[VoteRecord]]:
+        """Every current vote of these readers, with the paper, oldest first: one query per 500 readers."""
+        ids = list(dict.fromkeys(user_ids))
+        out: dict[str, list[VoteRecord]] = {u: [] for u in ids}
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                rows = s.exec(select(Feedback, Paper).join(Paper, Paper.key == Feedback.paper_key)
+                              .where(Feedback.user_id.in_(ids[i:i + 500])).order_by(Feedback.user_id, Feedback.at)).all()
+                for f, p in rows:
+                    out[f.user_id].append(VoteRecord(paper=p, vote=f.vote, at=f.at, via=f.via))
+        return out
+
+    def profiles_of(self, user_ids: Iterable[str]) -> dict[str, Profile]:
+        ids = list(dict.fromkeys(user_ids))
+        out: dict[str, Profile] = {}
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                out.update({p.user_id: p for p in s.exec(select(Profile).where(Profile.user_id.in_(ids[i:i + 500])))})
+        return out
+
+    def save_profiles(self, rows: Iterable[tuple[str, str, bytes]], now: dt.datetime) -> None:
+        """Keep (or replace) trained models, (user id, fingerprint, bytes) each, in one transaction.
+        An upsert: two processes training one reader at once both succeed, the last write wins, and
+        either model is valid for its fingerprint."""
+        values = [{"user_id": u, "fingerprint": f, "model": m, "trained_at": now} for u, f, m in rows]
+        if not values:
+            return
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        try:
+            with self.engine.begin() as c:
+                for i in range(0, len(values), 200):
+                    stmt = insert(Profile.__table__).values(values[i:i + 200])
+                    c.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={
+                        "fingerprint": stmt.excluded.fingerprint, "model": stmt.excluded.model,
+                        "trained_at": stmt.excluded.trained_at}))
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot save {len(values)} trained profiles: {e.__class__.__name__}") from e

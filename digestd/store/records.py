@@ -1,0 +1,22 @@
+"""Plain records the store hands out besides table rows."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from ..models import PaperText
+from .tables import Paper
+
+
+@dataclass
+class VoteRecord:
+    paper: Paper
+    vote: int
+    at: dt.datetime
+    via: str
+
+
+def paper_text(p: Paper) -> PaperText:
+    return PaperText(key=p.key, title=p.title, abstract=p.abstract, authors=json.loads(p.authors_json),
+                     published=p.published_at)
