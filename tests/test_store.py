@@ -206,3 +206,20 @@ def test_imported_papers_never_crowd_listed_ones_out_of_the_background_corpus(an
     assert s.corpus_version() == before
     s.upsert_papers("arxiv", dt.date(2025, 5, 21), [paper("2505.10576")], T0 + dt.timedelta(hours=2))
     assert s.corpus_version() != before
+
+
+def test_a_database_from_before_leases_gains_the_lease_column_and_keeps_its_claims(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    s = open_store(url)
+    s.sync_users([user()], T0)
+    old = claim(s, "alice", DAY, T0, "old-release")
+    s.dispose()
+    con = sqlite3.connect(tmp_path / "old.db")       # the schema the previous release created
+    con.execute("ALTER TABLE digests DROP COLUMN lease_until")
+    con.commit()
+    con.close()
+    s = open_store(url)
+    assert s.get_digest("alice", DAY).id == old.id and s.get_digest("alice", DAY).lease_until is None
+    assert claim(s, "alice", DAY, T0 + dt.timedelta(minutes=16), "new") is not None

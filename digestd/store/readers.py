@@ -178,15 +178,19 @@ class ReaderQueries:
             s.commit()
 
     def votes_of(self, user_ids: Iterable[str]) -> dict[str, list[VoteRecord]]:
-        """Every current vote of these readers, with the paper, oldest first: one query per 500 readers."""
+        """Every current vote of these readers, with the paper, oldest first. Readers vote on the same
+        recent papers, so each voted paper is read once for the whole batch, not once per vote."""
         ids = list(dict.fromkeys(user_ids))
         out: dict[str, list[VoteRecord]] = {u: [] for u in ids}
+        rows = []
         with self.session() as s:
             for i in range(0, len(ids), 500):
-                rows = s.exec(select(Feedback, Paper).join(Paper, Paper.key == Feedback.paper_key)
-                              .where(Feedback.user_id.in_(ids[i:i + 500])).order_by(Feedback.user_id, Feedback.at)).all()
-                for f, p in rows:
-                    out[f.user_id].append(VoteRecord(paper=p, vote=f.vote, at=f.at, via=f.via))
+                rows += s.exec(select(Feedback.user_id, Feedback.paper_key, Feedback.vote, Feedback.at, Feedback.via)
+                               .where(Feedback.user_id.in_(ids[i:i + 500])).order_by(Feedback.user_id, Feedback.at)).all()
+        papers = self.papers_by_keys({r[1] for r in rows})
+        for uid, key, vote, at, via in rows:
+            if key in papers:
+                out[uid].append(VoteRecord(paper=papers[key], vote=vote, at=at, via=via))
         return out
 
     def profiles_of(self, user_ids: Iterable[str]) -> dict[str, Profile]:
