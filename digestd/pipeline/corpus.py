@@ -6,6 +6,7 @@ graph built) once, and a reader is retrained only when their own input or the sp
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ def _current_corpus(app: "App") -> Corpus:
         return cached
     now = app.clock.now()
     background = [paper_text(p) for p in app.store.recent_papers(BACKGROUND_SIZE)]
+    if cached is None:
+        cached = _stored_corpus(app, backend)
     if cached is not None and cached.space.backend == backend and now - cached.fitted_at < SPACE_MAX_AGE:
         new = sum(1 for p in background if p.key not in cached.fitted_keys)
         if new < SPACE_REFIT_SHARE * max(len(background), 1):
@@ -103,10 +106,36 @@ def _current_corpus(app: "App") -> Corpus:
             app.cache["corpus"] = fresh
             return fresh
     encoder = paper_encoder(app) if backend == "embeddings" else None
-    fresh = Corpus(ident, background, fit_space(background, backend, encoder=encoder), fitted_at=now,
-                   fitted_keys=frozenset(p.key for p in background))
+    with stage(app, "featurise"):
+        fresh = Corpus(ident, background, fit_space(background, backend, encoder=encoder), fitted_at=now,
+                       fitted_keys=frozenset(p.key for p in background))
     app.cache["corpus"] = fresh
+    _store_corpus(app, fresh)
     return fresh
+
+
+def _stored_corpus(app: "App", backend: str) -> Corpus | None:
+    """The space a previous process fitted, so a restart keeps it (and every stored profile)."""
+    from ..rank import persist
+
+    row = app.store.fitted_space(backend)
+    space = persist.loads_space(row.space) if row is not None else None
+    if space is None:
+        return None
+    if backend == "embeddings":
+        space.encoder = paper_encoder(app)
+    return Corpus((None,), [], space, fitted_at=row.fitted_at, fitted_keys=frozenset(json.loads(row.keys_json)),
+                  _identity=row.identity)
+
+
+def _store_corpus(app: "App", corpus: Corpus) -> None:
+    from ..rank import persist
+
+    try:
+        app.store.save_fitted_space(corpus.space.backend, corpus.fitted_at, corpus.identity, corpus.fitted_keys,
+                                    persist.dumps_space(corpus.space))
+    except StoreError as e:   # only a restart pays: it fits again
+        log.warning("cannot keep the fitted feature space: %s", e)
 
 
 def paper_encoder(app: "App"):

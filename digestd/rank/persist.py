@@ -121,3 +121,17 @@ def loads(blob: bytes, user_id: str | None = None) -> UserModel:
     if missing:
         raise StoredModelError(f"stored profile model lacks {', '.join(missing)}", user=user_id)
     return model
+
+
+def dumps_space(space: FeatureSpace) -> bytes:
+    """A fitted space as bytes, tagged with the ranking code that fitted it."""
+    return zlib.compress(pickle.dumps((code_identity(), space), protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def loads_space(blob: bytes) -> FeatureSpace | None:
+    """The space in ``blob``, or None when other code wrote it or it is damaged (then: fit again)."""
+    try:
+        code, space = pickle.loads(zlib.decompress(blob))
+    except Exception:  # damaged, or classes that moved: a refit costs seconds, never correctness
+        return None
+    return space if code == code_identity() and isinstance(space, FeatureSpace) else None

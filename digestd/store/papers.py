@@ -10,7 +10,15 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from ..models import FetchedPaper
-from .tables import Listing, Paper, PaperEmbedding, SourceState
+from .tables import FittedSpace, Listing, Paper, PaperEmbedding, SourceState
+
+
+def _insert(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 class PaperQueries:
@@ -122,6 +130,19 @@ class PaperQueries:
                 q = q.where(Listing.seen_at > since)
             return [(k, src, t if t is None or t.tzinfo else t.replace(tzinfo=dt.timezone.utc))
                     for k, src, t in s.exec(q.group_by(Listing.paper_key, Listing.source))]
+
+    def fitted_space(self, backend: str) -> FittedSpace | None:
+        with self.session() as s:
+            return s.get(FittedSpace, backend)
+
+    def save_fitted_space(self, backend: str, fitted_at: dt.datetime, identity: str, keys: Iterable[str],
+                          space: bytes) -> None:
+        """Keep the newest fitted space of ``backend``; two processes fitting at once both succeed."""
+        values = {"fitted_at": fitted_at, "identity": identity, "keys_json": json.dumps(sorted(keys)), "space": space}
+        insert = _insert(self.engine.dialect.name)
+        stmt = insert(FittedSpace.__table__).values(backend=backend, **values)
+        with self.engine.begin() as c:
+            c.execute(stmt.on_conflict_do_update(index_elements=["backend"], set_=values))
 
     def listings_version(self) -> tuple[int, int | None]:
         """Changes whenever a listing is added: the cheap identity of ``listings_between``'s answers."""

@@ -174,3 +174,15 @@ class PaperEmbedding(SQLModel, table=True):
     text_hash: str = Field(max_length=64)
     dim: int
     vector: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))   # float32, little-endian
+
+
+class FittedSpace(SQLModel, table=True):
+    """The fitted feature space of one ranking backend, so a restart (or a one-off `digest USER`)
+    reuses it, and with it every stored profile, instead of fitting it again."""
+
+    __tablename__ = "feature_spaces"
+    backend: str = Field(primary_key=True, max_length=32)
+    fitted_at: dt.datetime | None = _utc()
+    identity: str = Field(max_length=128)         # rank.persist.space_identity at fitting time
+    keys_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))   # the papers it was fitted on
+    space: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
