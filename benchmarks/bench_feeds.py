@@ -47,19 +47,23 @@ def _cli(cfg: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_idle(port: int, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """Until /healthz answers and the start-up catch-up is over: measure the server, not its warm-up."""
     deadline = time.monotonic() + timeout
+    healthy = False
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"digestd run exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
+            raise RuntimeError(f"digestd run exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        if not healthy:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    healthy = r.status == 200
+            except OSError:
+                pass
+        if healthy and "catch-up done" in log.read_text():
+            return
         time.sleep(0.3)
-    raise RuntimeError("digestd run did not become healthy")
+    raise RuntimeError("digestd run did not become healthy and idle")
 
 
 def _ms(value: str, unit: str) -> float:
@@ -93,9 +97,11 @@ def run(quick: bool = False) -> dict:
         export = json.loads(_cli(cfg, "export", READER))
         url = export["feed_url"]
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen([PYTHON, "-m", "digestd", "--config", str(cfg), "run"], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_healthy(port, proc)
+        log = tmp / "run.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([PYTHON, "-m", "digestd", "--config", str(cfg), "run"], cwd=REPO, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT)
+        _wait_idle(port, proc, log)
         with urllib.request.urlopen(url, timeout=10) as r:
             etag, size = r.headers["ETag"], len(r.read())
         entries = len(export["digests"][0]["papers"]) if export["digests"] else 0
