@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from . import accounts, feeds, links
 from .errors import DigestdError, PaperNotFound, TokenError, UserError
+from .feedcache import FeedCache, FeedVersion
 from .httpdate import format_http_date, parse_http_date
 from .logs import get_logger
 
@@ -90,6 +91,26 @@ def _not_modified(request: Request, etag: str, last_modified: dt.datetime) -> bo
     return False
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding value allows gzip (RFC 9110 12.5.3): named, or covered by "*", with q > 0."""
+    allowed: dict[str, bool] = {}
+    for part in accept_encoding.lower().split(","):
+        name, _, params = part.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        allowed[name.strip()] = q > 0
+    for name in ("gzip", "x-gzip", "*"):
+        if name in allowed:
+            return allowed[name]
+    return False
+
+
 def link_issued_at(token: str) -> dt.datetime | None:
     """When an itsdangerous timed token was signed: the middle of ``payload.timestamp.signature``.
     Only called on a token whose signature has already been checked."""
@@ -142,6 +163,7 @@ def health(app: "App", scheduler) -> tuple[bool, dict]:
 
 def create_app(app: "App", *, scheduler=None) -> Starlette:
     """The ASGI app. ``scheduler`` (the daemon's) is only read by /healthz."""
+    cache = FeedCache()
 
     async def index(request: Request) -> Response:
         return _page("index.html", title="digestd")
@@ -160,18 +182,32 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
             user_id = links.user_for_feed_token(app, token)
             if user_id is None:
                 return None
-            return (user_id, *feeds.feed_version(app, user_id))
+            # The stamp is read before the version, so a cached version is never newer than its stamp.
+            settings, stamp = app.settings, app.store.feed_stamp(user_id)
+            version = cache.version(user_id, settings, stamp)
+            if version is None:
+                version = FeedVersion(*feeds.feed_version(app, user_id))
+                cache.remember_version(user_id, settings, stamp, version)
+            return user_id, version
 
         found = await run_in_threadpool(load)
         if found is None:
             return _not_found()
-        user_id, etag, last_modified = found
-        headers = {"ETag": etag, "Last-Modified": format_http_date(last_modified), "Cache-Control": "private, no-cache",
+        user_id, version = found
+        headers = {"ETag": version.etag, "Last-Modified": format_http_date(version.last_modified),
+                   "Cache-Control": "private, no-cache", "Vary": "Accept-Encoding",
                    "X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer"}
-        if _not_modified(request, etag, last_modified):
+        if _not_modified(request, version.etag, version.last_modified):
             return Response(status_code=304, headers=headers)
-        xml = await run_in_threadpool(feeds.feed_xml, app, user_id)
-        return Response(xml.encode("utf-8"), media_type=ATOM_TYPE, headers=headers)
+        now = app.clock.now()
+        rendered = cache.feed(user_id, version.etag, now)
+        if rendered is None:
+            rendered = await run_in_threadpool(
+                lambda: cache.remember_feed(user_id, version.etag, feeds.feed_xml(app, user_id), now))
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
+            headers["Content-Encoding"] = "gzip"
+            return Response(rendered.gzip, media_type=ATOM_TYPE, headers=headers)
+        return Response(rendered.body, media_type=ATOM_TYPE, headers=headers)
 
     async def feedback(request: Request) -> Response:
         token = request.path_params["token"]

@@ -13,6 +13,7 @@ class Recorder:
         self.messages: list[tuple[object, list[str], bytes]] = []
         self.refuse: dict[str, str] = {}
         self.drop_after_data = False
+        self.senders: list[str] = []      # the envelope sender (MAIL FROM) of each accepted message
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
@@ -22,6 +23,7 @@ class Recorder:
 
     async def handle_DATA(self, server, session, envelope):
         self.messages.append((session, list(envelope.rcpt_tos), envelope.content))
+        self.senders.append(envelope.mail_from)
         if self.drop_after_data:
             # Like a server closing an idle session: the client only notices on its next command.
             server.loop.call_later(0.05, server.transport.close)

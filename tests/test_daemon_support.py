@@ -2,6 +2,8 @@
 papers, written as the Hugging Face API serves them, and a mailer that keeps what it is given."""
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import textwrap
 from pathlib import Path
@@ -58,6 +60,10 @@ class RecordingMailer:
 
     def send(self, msg, to: str) -> None:
         self.sent.append((msg, to))
+
+    def send_raw(self, raw: bytes, to: str, sender: str | None = None) -> None:
+        # Parsed and passed to ``send``, so tests that override ``send`` see every message.
+        self.send(email.message_from_bytes(raw, policy=email.policy.default), to)
 
 
 def config_text(*, data_dir: str = "var", base_url: str = "http://digest.test", listen: str = "127.0.0.1:8080",

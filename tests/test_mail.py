@@ -18,7 +18,7 @@ from aiosmtpd.smtp import AuthResult
 
 from digestd.config import SmtpSettings
 from digestd.errors import PermanentDeliveryError, TemporaryDeliveryError
-from digestd.mail import MaildirMailer, SmtpMailer
+from digestd.mail import MaildirMailer, Mailer, SmtpMailer
 
 # aiosmtpd rightly warns about AUTH without TLS; these servers only listen on loopback.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -285,3 +285,89 @@ def test_maildir_that_cannot_be_created_is_a_delivery_error(tmp_path):
     with pytest.raises(TemporaryDeliveryError) as e:
         MaildirMailer(blocker / "outbox").send(message("alice@example.org"), "alice@example.org")
     assert "alice@example.org" in str(e.value) or "outbox" in str(e.value)
+
+
+# -- raw bytes -----------------------------------------------------------------------------------------
+
+def raw_message(to: str) -> bytes:
+    """Wire-ready bytes as render.render_message makes them, with a line SMTP must dot-stuff."""
+    msg = message(to)
+    msg.set_content("Bonjour Jörg 👍\n.a line that starts with a dot\n..and two\n", cte="quoted-printable")
+    raw = msg.as_bytes(policy=email.policy.SMTP)
+    assert b"\r\n.a line" in raw and max(raw) < 128
+    return raw
+
+
+def test_raw_bytes_arrive_unchanged_with_their_envelope(server, recorder):
+    raws = {who: raw_message(f"{who}@example.org") for who in ("alice", "bob")}
+    with SmtpMailer(settings(server.port)) as mailer:
+        for who, raw in raws.items():
+            mailer.send_raw(raw, f"{who}@example.org")
+    assert [m[2] for m in recorder.messages] == list(raws.values())
+    assert recorder.recipients() == ["alice@example.org", "bob@example.org"]
+    assert recorder.senders == ["digest@example.org", "digest@example.org"]
+    assert recorder.sessions == 1
+
+
+def test_raw_bytes_go_out_with_the_envelope_sender_asked_for(server, recorder):
+    with SmtpMailer(settings(server.port)) as mailer:
+        mailer.send_raw(raw_message("alice@example.org"), "alice@example.org", sender="bounces+alice@example.org")
+    assert recorder.senders == ["bounces+alice@example.org"]
+
+
+def test_raw_bytes_to_a_refused_recipient_map_to_permanent_and_temporary_errors(server, recorder):
+    recorder.refuse["gone@example.org"] = "550 5.1.1 No such user"
+    recorder.refuse["busy@example.org"] = "451 4.3.0 Mailbox busy, try again later"
+    with SmtpMailer(settings(server.port)) as mailer:
+        with pytest.raises(PermanentDeliveryError) as gone:
+            mailer.send_raw(raw_message("gone@example.org"), "gone@example.org")
+        with pytest.raises(TemporaryDeliveryError) as busy:
+            mailer.send_raw(raw_message("busy@example.org"), "busy@example.org")
+        mailer.send_raw(raw_message("bob@example.org"), "bob@example.org")
+    assert "550" in str(gone.value) and "gone@example.org" in str(gone.value)
+    assert "451" in str(busy.value) and not isinstance(busy.value, PermanentDeliveryError)
+    assert recorder.recipients() == ["bob@example.org"] and recorder.sessions == 1
+
+
+def test_raw_bytes_after_a_dropped_connection_go_out_on_a_new_one(server, recorder):
+    recorder.drop_after_data = True
+    with SmtpMailer(settings(server.port)) as mailer:
+        mailer.send_raw(raw_message("alice@example.org"), "alice@example.org")
+        time.sleep(0.3)
+        mailer.send_raw(raw_message("bob@example.org"), "bob@example.org")
+    assert recorder.recipients() == ["alice@example.org", "bob@example.org"] and recorder.sessions == 2
+
+
+def test_raw_bytes_to_a_server_that_is_down_are_temporary():
+    with pytest.raises(TemporaryDeliveryError) as e:
+        SmtpMailer(settings(free_port())).send_raw(raw_message("alice@example.org"), "alice@example.org")
+    assert "alice@example.org" in str(e.value)
+
+
+def test_raw_bytes_with_a_line_break_in_the_recipient_are_refused_before_any_connection():
+    with pytest.raises(PermanentDeliveryError):
+        SmtpMailer(settings(free_port())).send_raw(raw_message("a@example.org"), "a@example.org\r\nRCPT TO:<b@x>")
+
+
+def test_maildir_stores_raw_bytes_unchanged_after_the_delivered_to_line(tmp_path):
+    raw = raw_message("alice@example.org")
+    mailer = MaildirMailer(tmp_path / "outbox")
+    mailer.send_raw(raw, "alice@example.org")
+    (stored,) = (tmp_path / "outbox" / "new").iterdir()
+    assert stored.read_bytes() == b"Delivered-To: alice@example.org\r\n" + raw
+    got = email.message_from_bytes(stored.read_bytes(), policy=email.policy.default)
+    assert got["Delivered-To"] == "alice@example.org" and got.get_content().replace("\r\n", "\n").startswith("Bonjour Jörg 👍\n")
+
+
+def test_a_mailer_that_only_sends_messages_still_takes_raw_bytes():
+    class OnlySend(Mailer):
+        def __init__(self):
+            self.got = []
+
+        def send(self, msg, to):
+            self.got.append((msg, to))
+
+    m = OnlySend()
+    m.send_raw(raw_message("alice@example.org"), "alice@example.org")
+    (msg, to), = m.got
+    assert to == "alice@example.org" and msg["Subject"] == "Your papers for Mon 19 May: 2 picks"

@@ -138,10 +138,10 @@ def test_a_killed_pass_leaves_leases_that_the_next_pass_takes_over(world, monkey
         def __exit__(self, *exc):
             return self.inner.__exit__(*exc)
 
-        def send(self, msg, to):
+        def send_raw(self, raw, to, sender=None):
             if len(sent) == 7:
                 raise Killed()
-            self.inner.send(msg, to)
+            self.inner.send_raw(raw, to, sender)
             sent.append(to)
 
     app.mailer_factory = DiesAfterSeven

@@ -1,21 +1,29 @@
 """Rendering a digest: subject, text, HTML, the MIME message and the Atom feed."""
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import email
 import email.policy
+import email.utils
 import json
+import random
 import re
 import shutil
 import subprocess
+from email.message import EmailMessage
+from html.parser import HTMLParser
 from pathlib import Path
 from xml.etree import ElementTree
 
+import css_inline
 import feedparser
+import jinja2
 import pytest
 
+from digestd import render
 from digestd.models import Digest, DigestPaper
-from digestd.render import (FeedEntry, build_message, cut_abstract, render_atom, render_html,
+from digestd.render import (FeedEntry, build_message, cut_abstract, render_atom, render_html, render_message,
                             render_subject, render_text, short_authors)
 
 DAILY = Path("/work/shared/data/arxiv-daily/2025-05-19.jsonl")
@@ -265,3 +273,170 @@ def test_xmllint_accepts_the_feed(digest, tmp_path):
     f = tmp_path / "feed.atom"
     f.write_text(_atom(digest), encoding="utf-8")
     subprocess.run(["xmllint", "--noout", str(f)], check=True)
+
+
+# -- rendered once, built fast: the same message as the per-message way ------------------------------
+
+def _per_message_html(d: Digest) -> str:
+    """What render_html produced before: the raw template rendered, then its CSS inlined."""
+    env = render._env(jinja2.PackageLoader("digestd", "templates"))
+    html = env.get_template("email/body.html").render(render._context(d))
+    return css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False).inline(html)
+
+
+def _reference_message(d: Digest, **kw) -> EmailMessage:
+    """What build_message produced before: EmailMessage with the stdlib's encoders."""
+    msg = EmailMessage(policy=email.policy.default)
+    msg["From"] = kw["from_addr"]
+    msg["To"] = d.user_email
+    msg["Subject"] = render.render_subject(d)
+    msg["Date"] = email.utils.format_datetime(kw["date"])
+    msg["Message-ID"] = kw["message_id"]
+    msg["List-Id"] = kw["list_id"]
+    if d.unsubscribe_url:
+        msg["List-Unsubscribe"] = f"<{d.unsubscribe_url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(render_text(d), subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(_per_message_html(d), subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+class _Elements(HTMLParser):
+    """A document as the sequence of its elements (tag, attributes) and text, whatever its serialisation."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.items: list = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.items.append((tag, sorted(attrs)))
+
+    def handle_endtag(self, tag):
+        self.items.append(("/" + tag,))
+
+    def handle_data(self, data):
+        if data.strip():
+            self.items.append(" ".join(data.split()))
+
+    def handle_decl(self, decl):
+        self.items.append(("!" + decl.lower(),))
+
+
+MESSAGE_ARGS = dict(from_addr="Paper digest <digest@example.org>", message_id="<d.alice.2025-05-19@127.0.0.1>",
+                    date=dt.datetime(2025, 5, 19, 5, 30, tzinfo=UTC), list_id="<alice.digest.127.0.0.1>")
+
+
+def _variants(digest: Digest, empty: Digest) -> dict[str, Digest]:
+    odd = copy.deepcopy(digest)
+    odd.papers[0].highlight = "A sentence the ranker found that is not in the abstract."   # marked on its own
+    odd.papers[1].highlight = None
+    odd.papers[1].pdf_url = None
+    odd.papers[1].authors = []
+    odd.papers[1].reason = ""
+    bare = copy.deepcopy(empty)
+    bare.unsubscribe_url = bare.feed_url = ""
+    return {"highlights and an explore pick": digest, "no highlight, pdf, authors or reason": odd,
+            "empty day": empty, "empty day without footer links": bare}
+
+
+def test_css_inlined_into_the_template_styles_every_element_as_per_message_inlining_did(digest, empty):
+    for name, d in _variants(digest, empty).items():
+        assert _Elements(render_html(d)).items == _Elements(_per_message_html(d)).items, name
+
+
+def test_a_message_is_rendered_without_running_the_css_inliner_again(digest, monkeypatch):
+    render_html(digest)
+    def refuse(*a, **kw):
+        raise AssertionError("CSS inlined per message")
+    monkeypatch.setattr(css_inline, "CSSInliner", refuse)
+    assert 'style="' in render_html(digest) and 'style="' in render_html(copy.deepcopy(digest))
+
+
+def test_the_raw_message_parses_into_the_headers_and_bodies_the_email_library_built(digest, empty):
+    names = ["From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+             "Auto-Submitted", "MIME-Version"]
+    for name, d in _variants(digest, empty).items():
+        got = email.message_from_bytes(render_message(d, **MESSAGE_ARGS), policy=email.policy.default)
+        ref = email.message_from_bytes(_reference_message(d, **MESSAGE_ARGS).as_bytes(), policy=email.policy.default)
+        assert [(n, got[n]) for n in names] == [(n, ref[n]) for n in names], name
+        assert got.get_content_type() == ref.get_content_type() == "multipart/alternative"
+        gparts, rparts = list(got.iter_parts()), list(ref.iter_parts())
+        assert [(p.get_content_type(), p.get_content_charset(), p["Content-Transfer-Encoding"]) for p in gparts] == \
+            [("text/plain", "utf-8", "quoted-printable"), ("text/html", "utf-8", "quoted-printable")]
+        unix = lambda s: s.replace("\r\n", "\n")  # noqa: E731 - our bytes are CRLF, the reference's LF
+        assert unix(gparts[0].get_content()) == rparts[0].get_content() == render_text(d), name
+        assert _Elements(unix(gparts[1].get_content())).items == _Elements(rparts[1].get_content()).items, name
+
+
+def test_build_message_is_the_raw_message_parsed(digest):
+    msg = build_message(digest, **MESSAGE_ARGS)
+    assert isinstance(msg, EmailMessage)
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert msg["Subject"] == render_subject(digest)
+
+
+def test_the_raw_message_is_seven_bit_crlf_and_no_line_is_longer_than_998_octets(digest):
+    digest.papers[0].abstract = "x" * 3000          # an unbreakable word, longer than any line may be
+    digest.papers[0].title = "Ünïcödé ≠ ascii " + digest.papers[0].title
+    raw = render_message(digest, **MESSAGE_ARGS)
+    assert max(raw) < 128
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert raw.endswith(b"--\r\n")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert "x" * 500 in unix_text(email.message_from_bytes(raw, policy=email.policy.default), "html")
+
+
+def unix_text(msg, subtype: str) -> str:
+    return next(p for p in msg.iter_parts() if p.get_content_subtype() == subtype).get_content().replace("\r\n", "\n")
+
+
+def test_a_non_ascii_subject_and_sender_name_round_trip(digest, monkeypatch):
+    subject = "Deine Papiere für Mo 19 Mai: 3 Treffer — Übersicht über Größenordnungen und Maßstäbe in der Forschung"
+    monkeypatch.setattr(render, "render_subject", lambda d: subject)
+    raw = render_message(digest, **{**MESSAGE_ARGS, "from_addr": "Jörg's Papierdienst <digest@example.org>"})
+    assert max(raw) < 128
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    assert m["Subject"] == subject
+    assert m["From"].addresses[0].display_name == "Jörg's Papierdienst"
+    assert m["From"].addresses[0].addr_spec == "digest@example.org"
+
+
+def test_a_long_ascii_subject_is_folded_and_round_trips(digest, monkeypatch):
+    subject = "Your papers for Mon 19 May: " + "a long and wordy subject line " * 5
+    monkeypatch.setattr(render, "render_subject", lambda d: subject.strip())
+    raw = render_message(digest, **MESSAGE_ARGS)
+    assert email.message_from_bytes(raw, policy=email.policy.default)["Subject"] == subject.strip()
+    assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")) <= 78
+
+
+def test_a_long_unsubscribe_url_is_sent_whole_not_as_encoded_words(digest):
+    digest.unsubscribe_url = f"{BASE}/u/" + "T" * 200
+    raw = render_message(digest, **MESSAGE_ARGS)
+    assert f"List-Unsubscribe: <{digest.unsubscribe_url}>\r\n".encode() in raw
+
+
+def test_a_header_value_with_a_line_break_is_refused(digest):
+    with pytest.raises(ValueError):
+        render_message(digest, **{**MESSAGE_ARGS, "message_id": "<x@y>\r\nBcc: victim@example.org"})
+    digest.user_email = "alice@example.org\nBcc: victim@example.org"
+    with pytest.raises(ValueError):
+        render_message(digest, **MESSAGE_ARGS)
+
+
+def test_the_fast_wordwrap_wraps_exactly_as_jinjas_textwrap_filter(digest):
+    env = render._ENV
+    rng = random.Random(7)
+    words = " ".join(p.abstract + " " + p.title for p in digest.papers).split()
+    words += ["x" * 80, "state-of-the-art", "https://arxiv.org/abs/2505.11070v1", "Türk", "a"]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 60))) for _ in range(300)]
+    texts += ["", "one", "x" * 100, "two  spaces", " leading", "tab\there", "non\u00a0breaking space", "line\nbreak"]
+    for text in texts:
+        for width in (8, 55, 64, 68, 69, 72):
+            expected = jinja2.filters.do_wordwrap(env, text, width, break_long_words=False, break_on_hyphens=False)
+            assert render._wordwrap(env, text, width, break_long_words=False, break_on_hyphens=False) == expected, \
+                (text, width)

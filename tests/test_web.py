@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import random
 import re
 import time
 from types import SimpleNamespace
@@ -16,10 +18,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from digestd import accounts, links, pipeline
+from digestd import accounts, feeds, links, pipeline
 from digestd.app import build_app
 from digestd.config import parse_config
-from digestd.web import create_app
+from digestd.feedcache import FeedCache, FeedVersion
+from digestd.web import accepts_gzip, create_app
 from test_daemon_support import RecordingMailer, config_text, real_papers, user_block, write_hf_list
 
 PAPER = "2505.11070"   # the first paper of the real 2025-05-19 list
@@ -113,6 +116,134 @@ def test_feed_tokens_are_not_written_to_the_log(env, caplog):
     assert ours  # the vote was logged ...
     assert path.removeprefix("/feeds/").removesuffix(".atom") not in ours   # ... but no token
     assert link.removeprefix("/f/") not in ours
+
+
+# -- the feed cache ------------------------------------------------------------------------------------
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the calls the web side makes to render a feed and to compute its version."""
+    calls = {"feed_xml": 0, "feed_version": 0}
+
+    def wrap(name):
+        real = getattr(feeds, name)
+
+        def counting(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        monkeypatch.setattr(feeds, name, counting)
+    wrap("feed_xml")
+    wrap("feed_version")
+    return calls
+
+
+def test_a_second_request_for_an_unchanged_feed_is_served_from_the_cache(env, counted):
+    deliver(env)
+    first = env.client.get(feed_path(env))
+    second = env.client.get(feed_path(env))
+    assert first.status_code == second.status_code == 200
+    assert second.content == first.content and second.headers["etag"] == first.headers["etag"]
+    assert env.client.get(feed_path(env), headers={"If-None-Match": first.headers["etag"]}).status_code == 304
+    assert counted == {"feed_xml": 1, "feed_version": 1}
+
+
+def test_a_reader_that_accepts_gzip_gets_the_same_xml_compressed(env):
+    deliver(env)
+    plain = env.client.get(feed_path(env), headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    with env.client.stream("GET", feed_path(env), headers={"Accept-Encoding": "br;q=1.0, gzip;q=0.8"}) as r:
+        raw = b"".join(r.iter_raw())
+        headers = r.headers
+    assert headers["content-encoding"] == "gzip" and headers["vary"] == "Accept-Encoding"
+    assert headers["content-type"] == "application/atom+xml; charset=utf-8"
+    assert int(headers["content-length"]) == len(raw) < len(plain.content) / 2
+    assert gzip.decompress(raw) == plain.content
+    assert headers["etag"] == plain.headers["etag"] and plain.headers["vary"] == "Accept-Encoding"
+
+
+def test_a_new_digest_changes_the_etag_and_the_body_served(env, counted):
+    deliver(env)
+    first = env.client.get(feed_path(env))
+    write_hf_list(env.tmp / "lists", "2025-05-21", real_papers("2025-05-21", 15))
+    env.clock.advance(days=1)
+    pipeline.fetch_all(env.app)
+    deliver(env)
+    second = env.client.get(feed_path(env))
+    assert second.headers["etag"] != first.headers["etag"]
+    assert second.text.count("<entry>") > first.text.count("<entry>")
+    assert counted["feed_xml"] == 2
+
+
+def test_a_rotated_token_is_never_answered_from_the_cache(env):
+    deliver(env)
+    old = feed_path(env)
+    assert env.client.get(old).status_code == 200
+    links.rotate_feed_token(env.app, "alice")
+    assert env.client.get(old).status_code == 404
+    new = env.client.get(feed_path(env))
+    assert new.status_code == 200
+    assert feed_path(env).removeprefix("/feeds/") in new.text and old.removeprefix("/feeds/") not in new.text
+
+
+def test_a_cached_feed_is_rendered_again_once_its_links_have_aged_an_hour(env, counted):
+    deliver(env)
+    first = env.client.get(feed_path(env))
+    env.clock.advance(minutes=59)
+    env.client.get(feed_path(env))
+    assert counted["feed_xml"] == 1
+    env.clock.advance(minutes=2)
+    again = env.client.get(feed_path(env))
+    assert counted["feed_xml"] == 2
+    assert again.headers["etag"] == first.headers["etag"]     # same content: validators unchanged
+
+
+def test_the_feed_stamp_changes_with_every_delivery_and_token_rotation(env):
+    store = env.app.store
+    assert store.feed_stamp("nobody") is None
+    before = store.feed_stamp("alice")
+    deliver(env)
+    sent = store.feed_stamp("alice")
+    assert sent != before
+    assert store.feed_stamp("alice") == sent
+    # Sent again at the very same (frozen) time: still a different stamp.
+    pipeline.deliver_due(env.app, only_user="alice", day=dt.date(2025, 5, 20), force=True)
+    resent = store.feed_stamp("alice")
+    assert resent != sent
+    links.rotate_feed_token(env.app, "alice")
+    assert store.feed_stamp("alice") != resent
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("gzip", True), ("gzip, deflate, br", True), ("br;q=1.0, gzip;q=0.5", True), ("GZIP", True),
+    ("*", True), ("x-gzip", True), ("", False), ("identity", False), ("br", False),
+    ("gzip;q=0", False), ("*;q=0", False), ("gzip;q=0, *", False), ("*, gzip;q=0", False),
+])
+def test_gzip_is_used_only_when_the_reader_accepts_it(header, expected):
+    assert accepts_gzip(header) is expected
+
+
+def test_the_feed_cache_stays_within_its_byte_bound_dropping_the_least_recently_used():
+    now = dt.datetime(2025, 5, 20, tzinfo=dt.timezone.utc)
+    rng = random.Random(0)
+    xml = lambda: "".join(rng.choice("abcdefghij") for _ in range(20_000))  # noqa: E731 - incompressible enough
+    cache = FeedCache(max_bytes=100_000)
+    for user in ("a", "b", "c"):
+        cache.remember_feed(user, "e1", xml(), now)
+    assert cache.feed("a", "e1", now) is not None          # touching "a" makes "b" the oldest
+    cache.remember_feed("d", "e1", xml(), now)
+    cached = {u for u in "abcd" if cache.feed(u, "e1", now) is not None}
+    assert "b" not in cached and {"a", "d"} <= cached
+    assert cache.cached_bytes <= 100_000
+    assert cache.feed("a", "other-etag", now) is None
+
+
+def test_a_cached_version_is_only_trusted_for_the_same_stamp_and_settings():
+    cache = FeedCache()
+    settings, version = object(), FeedVersion('W/"1"', dt.datetime(2025, 5, 20, tzinfo=dt.timezone.utc))
+    cache.remember_version("alice", settings, ("n", 1), version)
+    assert cache.version("alice", settings, ("n", 1)) == version
+    assert cache.version("alice", settings, ("n", 2)) is None
+    assert cache.version("alice", object(), ("n", 1)) is None     # a config reload
+    assert cache.version("bob", settings, ("n", 1)) is None
 
 
 # -- feedback ------------------------------------------------------------------------------------------

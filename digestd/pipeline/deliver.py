@@ -254,7 +254,7 @@ def message_id_for(app: "App", digest_id: int, day: dt.date, resend: bool) -> st
 
 def _deliver_one(app: "App", mailer, user: UserSettings, d: Digest, view, subscribed: bool,
                  force: bool) -> tuple[Finish, DeliveryOutcome]:
-    from ..render import build_message
+    from ..render import render_message
 
     now = app.clock.now()
     n = len(view.papers)
@@ -267,9 +267,9 @@ def _deliver_one(app: "App", mailer, user: UserSettings, d: Digest, view, subscr
     try:
         mid = message_id_for(app, d.id, d.day, force and d.sent_at is not None)
         with stage(app, "render"):
-            msg = build_message(view, from_addr=app.from_addr, message_id=mid, date=now, list_id=app.list_id)
+            raw = render_message(view, from_addr=app.from_addr, message_id=mid, date=now, list_id=app.list_id)
         with stage(app, "smtp"):
-            mailer.send(msg, user.email)
+            mailer.send_raw(raw, user.email)
         log.info("digest sent: %d papers", n, extra={"user": user.id})
         return Finish(d.id, "sent", app.clock.now(), message_id=mid), \
             DeliveryOutcome(user.id, d.day, "sent", papers=n, message_id=mid)

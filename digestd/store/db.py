@@ -20,6 +20,16 @@ from .tables import Digest, DigestItem, Feedback, Listing, Paper, PaperEmbedding
 # ones, so a database from an earlier release gets them here (alembic takes this over, issue 11).
 _ADDED_COLUMNS = {"digests": {"lease_until": "TIMESTAMP"}}
 
+# One statement, built once: it runs on every feed poll. The outer join keeps a user without digests.
+_FEED_STAMP = (
+    sa.select(User.feed_nonce, User.created_at, sa.func.count(Digest.id), sa.func.sum(Digest.id), sa.func.max(Digest.id),
+              sa.func.sum(Digest.attempts), sa.func.max(Digest.sent_at), sa.func.max(Digest.claimed_at))
+    .select_from(User)
+    .outerjoin(Digest, sa.and_(Digest.user_id == User.id, Digest.status == "sent"))
+    .where(User.id == sa.bindparam("user_id"))
+    .group_by(User.id, User.feed_nonce, User.created_at)
+)
+
 
 def _enable_sqlite_wal(dbapi_conn, _record) -> None:
     # WAL lets the HTTP server read while a digest job writes; busy_timeout rides out short write locks.
@@ -93,6 +103,19 @@ class Store(PaperQueries, ReaderQueries, DigestQueries):
             for d in s.exec(select(Digest).order_by(Digest.day)):
                 out[d.user_id] = d
             return out
+
+    # -- feed stamp (web feed cache) -------------------------------------------------------------
+    def feed_stamp(self, user_id: str) -> tuple | None:
+        """A cheap value that changes whenever what the user's feed lists may have changed; None
+        for an unknown user. The web cache compares it before trusting a cached ETag and body.
+
+        Digest rows only, no items and no papers: a digest's items change only while it is not
+        "sent" (they are saved after a claim), and every move to "sent" bumps ``attempts`` and
+        stamps ``sent_at``. So count, ids, attempts and times of the sent digests, together with
+        the user's token nonce, cover every input of the feed's ETag."""
+        with self.engine.connect() as c:
+            row = c.execute(_FEED_STAMP, {"user_id": user_id}).first()
+        return None if row is None else tuple(row)
 
 
 
