@@ -9,8 +9,9 @@ from those settings, not copied. Its readers' tags are our up-votes (it has no d
     python -m benchmarks.asl --users N --papers M --seed S --sample 300 --out FILE
 
 ``asl_per_user_s``: fit + decision_function + top ``DIGEST_SIZE`` of the day, per sampled user.
-``digestd_per_user_s``: digestd's own per-user path on the same sample (``rank.train`` +
-``rank.select``), the fallback for ``asl_ratio`` when the pass does not report its stages.
+``digestd_per_user_s`` (``--with-digestd``): digestd's own per-user path on the same sample
+(``rank.train`` + ``rank.select``), the fallback for ``asl_ratio`` when the pass does not report
+its train, score and select stages.
 """
 from __future__ import annotations
 
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--papers", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sample", type=int, default=300)
+    ap.add_argument("--with-digestd", action="store_true", help="also time digestd's per-user rank path")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     w = build_workload(a.users, a.papers, a.seed)
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     background = w.background_papers()
     result = {"asl_sample": len(readers), "asl_corpus": len(background) + len(w.day)}
     result.update(time_asl(background + w.day, {p["id"] for p in w.day}, readers))
-    result.update(time_digestd(background, w.day, readers))
+    if a.with_digestd:
+        result.update(time_digestd(background, w.day, readers))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(a.out).write_text(json.dumps(result, indent=1))
 
