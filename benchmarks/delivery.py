@@ -32,14 +32,18 @@ def child(module: str, *args: str, out: Path) -> dict:
     return json.loads(out.read_text())
 
 
+def phase(name: str, kind: str, config: Path, at: dt.datetime, work: Path, *args: str) -> dict:
+    return child("benchmarks.passes", kind, "--config", str(config), "--at", at.isoformat(),
+                 "--log", str(work / "digestd.log"), *args, out=work / f"{name}.json")
+
+
 def _arrived(before: dict, after: dict) -> dict:
     return {k: after[k] - before[k] for k in ("messages", "bytes")}
 
 
 def measured_pass(work: Path, name: str, config: Path, at: dt.datetime, sink: SmtpSink, users: int) -> dict:
     before = sink.stats()
-    result = child("benchmarks.passes", "pass", "--config", str(config), "--at", at.isoformat(),
-                   out=work / f"{name}.json")
+    result = phase(name, "pass", config, at, work)
     result["received"] = _arrived(before, sink.stats())
     sent = result["outcomes"].get("sent", 0)
     # Verified: every reader's digest was handed off and the sink holds exactly those messages.
@@ -59,20 +63,18 @@ def run_delivery(users: int, papers: int, seed: int, work: Path, *, asl_sample: 
         f"({time.perf_counter() - t:.1f} s)")
     out: dict = {"users": users, "papers": papers, "seed": seed, "background_papers": len(w.background_papers())}
     with SmtpSink() as sink:
-        configs = {phase: write_config(w, work / f"{phase}.toml", phase=phase, lists=lists, data_dir=work / "var",
-                                       smtp_port=sink.port) for phase in ("setup", "cold", "warm")}
+        configs = {p: write_config(w, work / f"{p}.toml", phase=p, lists=lists, data_dir=work / "var",
+                                       smtp_port=sink.port) for p in ("setup", "cold", "warm")}
         t = time.perf_counter()
-        setup = child("benchmarks.passes", "setup", "--config", str(configs["setup"]), "--at", SETUP_AT.isoformat(),
-                      "--votes", str(work / "votes.json"), out=work / "setup.json")
+        setup = phase("setup", "setup", configs["setup"], SETUP_AT, work, "--votes", str(work / "votes.json"))
         log(f"setup: {setup['fetched_papers']} background papers, {setup['votes']} votes "
             f"({time.perf_counter() - t:.1f} s, not measured)")
         cold = measured_pass(work, "cold", configs["cold"], COLD_AT, sink, users)
         log(f"cold pass: {cold['wall_s']:.1f} s, {cold['received']['messages']} messages arrived")
         out["cold"] = cold
         if warm:
-            voted = child("benchmarks.passes", "vote", "--config", str(configs["warm"]),
-                          "--at", (COLD_AT + dt.timedelta(hours=2)).isoformat(), "--users", str(work / "warm-voters.json"),
-                          "--day", COLD_AT.date().isoformat(), out=work / "vote.json")
+            voted = phase("vote", "vote", configs["warm"], COLD_AT + dt.timedelta(hours=2), work,
+                          "--users", str(work / "warm-voters.json"), "--day", COLD_AT.date().isoformat())
             out["warm_votes"] = voted["votes"]
             out["warm_voters"] = len(w.warm_voters())
             hot = measured_pass(work, "warm", configs["warm"], WARM_AT, sink, users)

@@ -1,8 +1,8 @@
 """One phase of the benchmark in its own process, so each pass's peak memory (ru_maxrss) is its own.
 
-    python -m benchmarks.passes setup --config C --at ISO --votes FILE --out FILE   # background + votes
-    python -m benchmarks.passes pass  --config C --at ISO --out FILE                # the measured pass
-    python -m benchmarks.passes vote  --config C --at ISO --users FILE --day D --out FILE
+    python -m benchmarks.passes setup --config C --at ISO --log F --votes FILE --out FILE   # background + votes
+    python -m benchmarks.passes pass  --config C --at ISO --log F --out FILE                # the measured pass
+    python -m benchmarks.passes vote  --config C --at ISO --log F --users FILE --day D --out FILE
 
 ``pass`` writes ``wall_s`` (fetch to the last SMTP hand-off), ``startup_s`` (config and app, not
 part of the pass: the daemon has them when 06:00 comes), the pass's own ``timings`` (stage ->
@@ -81,17 +81,21 @@ def _time_store_writes(app, outside: dict) -> None:
     app.store.upsert_papers = timed
 
 
-def _app(config: str, at: dt.datetime):
+def _app(config: str, at: dt.datetime, log_file: str):
+    """The app as `digestd run` builds it, logging as the daemon does (to a file: a line per reader)."""
     from digestd.app import build_app
     from digestd.clock import FixedClock
     from digestd.config import load_config
+    from digestd.logs import setup_logging
 
-    return build_app(load_config(config), clock=FixedClock(at))
+    settings = load_config(config)
+    setup_logging(settings.digestd.log_level, open(log_file, "a", encoding="utf-8"))
+    return build_app(settings, clock=FixedClock(at))
 
 
-def phase_pass(config: str, at: dt.datetime) -> dict:
+def phase_pass(config: str, at: dt.datetime, log_file: str) -> dict:
     t0 = time.perf_counter()
-    app = _app(config, at)
+    app = _app(config, at, log_file)
     startup = time.perf_counter() - t0
     outside: dict = {}
     _time_store_writes(app, outside)
@@ -120,10 +124,10 @@ def phase_pass(config: str, at: dt.datetime) -> dict:
     }
 
 
-def phase_setup(config: str, at: dt.datetime, votes_file: str) -> dict:
+def phase_setup(config: str, at: dt.datetime, log_file: str, votes_file: str) -> dict:
     """The state before the pass: the earlier days fetched, every reader's votes through the store's API."""
     t = time.perf_counter()
-    app = _app(config, at)
+    app = _app(config, at, log_file)
     fetched = fetch_all(app)
     t_fetch = time.perf_counter() - t
     votes = json.loads(Path(votes_file).read_text())
@@ -138,10 +142,10 @@ def phase_setup(config: str, at: dt.datetime, votes_file: str) -> dict:
             "votes": n, "fetch_s": t_fetch, "votes_s": time.perf_counter() - t}
 
 
-def phase_vote(config: str, at: dt.datetime, users_file: str, day: dt.date) -> dict:
+def phase_vote(config: str, at: dt.datetime, log_file: str, users_file: str, day: dt.date) -> dict:
     """Between the passes: each listed reader votes on the digest they got, up on the first paper
     and down on the last (what a reader skimming a digest does)."""
-    app = _app(config, at)
+    app = _app(config, at, log_file)
     n = 0
     for user_id in json.loads(Path(users_file).read_text()):
         digest = app.store.get_digest(user_id, day)
@@ -163,16 +167,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", required=True)
     ap.add_argument("--at", required=True, type=dt.datetime.fromisoformat)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--log", required=True, help="digestd's log lines go here")
     ap.add_argument("--votes")
     ap.add_argument("--users")
     ap.add_argument("--day", type=dt.date.fromisoformat)
     a = ap.parse_args(argv)
     if a.phase == "setup":
-        result = phase_setup(a.config, a.at, a.votes)
+        result = phase_setup(a.config, a.at, a.log, a.votes)
     elif a.phase == "vote":
-        result = phase_vote(a.config, a.at, a.users, a.day)
+        result = phase_vote(a.config, a.at, a.log, a.users, a.day)
     else:
-        result = phase_pass(a.config, a.at)
+        result = phase_pass(a.config, a.at, a.log)
     Path(a.out).write_text(json.dumps(result, indent=1))
 
 

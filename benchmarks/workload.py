@@ -203,8 +203,7 @@ def write_config(w: Workload, path: Path, *, phase: str, lists: dict[str, Path],
                  smtp_port: int | None) -> Path:
     """The config of one phase. Only the sources differ: setup fetches the background, each pass
     fetches its own day (a real source serves today's list, not every saved one)."""
-    lines = ["[digestd]", f"data_dir = {json.dumps(str(data_dir))}", 'base_url = "https://digest.bench.example"',
-             'log_level = "WARNING"', ""]
+    lines = ["[digestd]", f"data_dir = {json.dumps(str(data_dir))}", 'base_url = "https://digest.bench.example"', ""]
     if smtp_port is not None:
         lines += ["[smtp]", 'host = "127.0.0.1"', f"port = {smtp_port}", 'security = "none"',
                   'from = "Paper digest <digest@bench.example>"', ""]
