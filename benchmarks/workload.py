@@ -120,17 +120,51 @@ def _content_words(text: str) -> list[str]:
     return [t for t in (m.lower() for m in _WORD.findall(text)) if t not in _STOP]
 
 
+@dataclass
+class _Index:
+    """Which background papers mention a word, and which belong to a field (primary category)."""
+
+    papers: list[dict]
+    by_word: dict[str, list[int]]
+    df: Counter
+    primary: list[str]
+    by_field: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, papers: list[dict]) -> "_Index":
+        by_word: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(papers):
+            for w in set(_content_words(p["title"] + " " + p["summary"])):
+                by_word[w].append(i)
+        primary = [p["categories"][0] for p in papers]
+        by_field: dict[str, list[int]] = defaultdict(list)
+        for i, c in enumerate(primary):
+            by_field[c].append(i)
+        return cls(papers, by_word, Counter({w: len(ix) for w, ix in by_word.items()}), primary, by_field)
+
+
+def _interest(ix: _Index, rng: random.Random, n_up: int) -> tuple[str, list[int], str]:
+    """One interest: (keyword phrase, liked papers, field), grown from one real background paper."""
+    anchor = rng.randrange(len(ix.papers))
+    title = _content_words(ix.papers[anchor]["title"])
+    if len(title) >= 2:
+        j = rng.randrange(len(title) - 1)
+        phrase = title[j:j + 2]
+    else:
+        phrase = title or _content_words(ix.papers[anchor]["summary"])[:1]
+    # The rarer word of the phrase says what the interest is about (a common one would match half
+    # the list), unless it is too rare to give the votes; then the paper's own field fills up.
+    usable = [w for w in phrase if ix.df[w] > n_up] or phrase
+    rare = min(usable, key=lambda w: (ix.df[w], w)) if usable else None
+    related = [i for i in ix.by_word.get(rare, []) if i != anchor] if rare else []
+    if len(related) < n_up - 1:
+        related += [i for i in ix.by_field[ix.primary[anchor]] if i != anchor and i not in related]
+    return " ".join(phrase), [anchor, *rng.sample(related, min(n_up - 1, len(related)))], ix.primary[anchor]
+
+
 def make_readers(background: list[dict], n: int, rng: random.Random) -> list[Reader]:
-    words_of = [set(_content_words(p["title"] + " " + p["summary"])) for p in background]
-    by_word: dict[str, list[int]] = defaultdict(list)
-    for i, ws in enumerate(words_of):
-        for w in ws:
-            by_word[w].append(i)
-    df = Counter({w: len(ix) for w, ix in by_word.items()})
-    primary = [p["categories"][0] for p in background]
-    by_field: dict[str, list[int]] = defaultdict(list)
-    for i, c in enumerate(primary):
-        by_field[c].append(i)
+    ix = _Index.of(background)
+    fields_all = sorted(ix.by_field)
     readers = []
     for r in range(n):
         n_interests = rng.choice((1, 1, 2, 2, 2, 3))
@@ -138,40 +172,26 @@ def make_readers(background: list[dict], n: int, rng: random.Random) -> list[Rea
         keywords: list[str] = []
         ups: list[int] = []
         fields: set[str] = set()
-        n_down_total = 0
+        n_down = 0
         for k in range(n_interests):
-            anchor = rng.randrange(len(background))
-            title = _content_words(background[anchor]["title"])
-            if len(title) >= 2:
-                j = rng.randrange(len(title) - 1)
-                phrase = title[j:j + 2]
-            else:
-                phrase = title or _content_words(background[anchor]["summary"])[:1]
-            keywords.append(" ".join(phrase))
             share = n_votes // n_interests + (1 if k < n_votes % n_interests else 0)
             n_up = max(1, round(share * 0.8))
-            # The rarer word of the phrase says what the interest is about (a common one would match half
-            # the list), unless it is too rare to give the votes; then the paper's own field fills up.
-            usable = [w for w in phrase if df[w] > n_up] or phrase
-            rare = min(usable, key=lambda w: (df[w], w)) if usable else None
-            related = [i for i in by_word.get(rare, []) if i != anchor] if rare else []
-            if len(related) < n_up - 1:
-                related += [i for i in by_field[primary[anchor]] if i != anchor and i not in related]
-            ups.append(anchor)
-            ups.extend(rng.sample(related, min(n_up - 1, len(related))))
-            n_down_total += share - n_up
-            fields.add(primary[anchor])
+            keyword, liked, field_ = _interest(ix, rng, n_up)
+            keywords.append(keyword)
+            ups.extend(liked)
+            fields.add(field_)
+            n_down += share - n_up
         ups = list(dict.fromkeys(ups))
         # Overlapping interests or a tiny field leave a reader short: any background paper tops them up.
-        while len(ups) < n_votes - n_down_total:
+        while len(ups) < n_votes - n_down:
             i = rng.randrange(len(background))
             if i not in ups:
                 ups.append(i)
-        others = [c for c in sorted(by_field) if c not in fields] or sorted(by_field)
-        n_down = max(1, n_down_total)
-        downs = []
-        while len(downs) < n_down:
-            i = rng.choice(by_field[rng.choice(others)])
+        # Thumbs-down: papers of fields the reader has no interest in.
+        others = [c for c in fields_all if c not in fields] or fields_all
+        downs: list[int] = []
+        while len(downs) < max(1, n_down):
+            i = rng.choice(ix.by_field[rng.choice(others)])
             if i not in ups and i not in downs:
                 downs.append(i)
         votes = [(background[i]["id"], "up") for i in ups] + [(background[i]["id"], "down") for i in downs]
