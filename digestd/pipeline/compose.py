@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import UserSettings
 from ..models import Pick, ProfileInput, Vote
-from ..store import DigestItem, paper_text
+from ..store import Item, paper_text
 from .corpus import current_corpus, reader_models
 from .timing import stage
 
@@ -203,6 +203,5 @@ def compose_one(app: "App", user: UserSettings, day: dt.date, now: dt.datetime, 
     return compose_batch(app, [Request(user, day, exclude_digest)], now)[0]
 
 
-def items_from(comp: Composition) -> list[DigestItem]:
-    return [DigestItem(digest_id=0, user_id="", paper_key=p.key, position=i, score=float(p.score), reason=p.reason,
-                       highlight=p.highlight, explore=bool(p.explore)) for i, p in enumerate(comp.picks)]
+def items_from(comp: Composition) -> list[Item]:
+    return [Item(p.key, i, float(p.score), p.reason, p.highlight, bool(p.explore)) for i, p in enumerate(comp.picks)]

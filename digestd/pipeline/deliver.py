@@ -206,8 +206,6 @@ def _work_batch(app: "App", won: list[Digest], user_of: dict[str, UserSettings],
             finish(_retry(app, d, comp, now), DeliveryOutcome(d.user_id, d.day, "retry", error=str(comp)))
             continue
         its = items_from(comp)
-        for it in its:
-            it.digest_id, it.user_id = d.id, d.user_id
         items[d.id], notes[d.id] = its, comp.note
         saved.append(Composed(d.id, d.user_id, its, comp.covers_from, comp.covers_until, comp.note))
     with stage(app, "store"):

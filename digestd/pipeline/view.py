@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..config import UserSettings
 from ..models import Digest as DigestView
 from ..models import DigestPaper
-from ..store import DigestItem
+from ..store import Item
 from .. import links
 from .timing import stage
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class ViewRequest:
     user: UserSettings
     day: dt.date
-    items: list[DigestItem]
+    items: list[Item]
     note: str | None
 
 
@@ -62,7 +62,7 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -
     return out
 
 
-def view(app: "App", user: UserSettings, day: dt.date, items: list[DigestItem], note: str | None,
+def view(app: "App", user: UserSettings, day: dt.date, items: list[Item], note: str | None,
          now: dt.datetime) -> DigestView:
     return build_views(app, [ViewRequest(user, day, items, note)], now)[0]
 

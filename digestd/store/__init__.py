@@ -2,9 +2,9 @@
 from .db import Store, open_store
 from .papers import EmbeddingCache
 from .digests import Composed, Finish
-from .records import VoteRecord, paper_text
+from .records import Item, VoteRecord, paper_text
 from .tables import (Digest, DigestItem, Feedback, FeedbackEvent, Listing, Paper, PaperEmbedding, Profile, SourceState,
                      User)
 
-__all__ = ["Composed", "EmbeddingCache", "Finish", "Store", "VoteRecord", "open_store", "paper_text", "Digest",
+__all__ = ["Composed", "EmbeddingCache", "Finish", "Item", "Store", "VoteRecord", "open_store", "paper_text", "Digest",
            "DigestItem", "Feedback", "FeedbackEvent", "Listing", "Paper", "PaperEmbedding", "Profile", "SourceState", "User"]

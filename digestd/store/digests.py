@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlmodel import select
 
+from .records import Item
 from .tables import Digest, DigestItem, Paper
 
 # Statuses whose items are promised to the reader: never offer those papers again.
@@ -43,7 +44,7 @@ class Composed:
 
     digest_id: int
     user_id: str
-    items: list[DigestItem]
+    items: list[Item]
     covers_from: dt.datetime | None
     covers_until: dt.datetime
     note: str | None
@@ -117,16 +118,18 @@ class DigestQueries:
                 return sorted(rows, key=lambda d: (d.user_id, d.day))
             return list(s.exec(q.order_by(Digest.user_id, Digest.day)))
 
-    def digest_items(self, digest_id: int) -> list[DigestItem]:
+    def digest_items(self, digest_id: int) -> list[Item]:
         return self.items_of([digest_id]).get(digest_id, [])
 
-    def items_of(self, digest_ids: Sequence[int]) -> dict[int, list[DigestItem]]:
-        out: dict[int, list[DigestItem]] = {}
+    def items_of(self, digest_ids: Sequence[int]) -> dict[int, list[Item]]:
+        t = DigestItem.__table__.c
+        out: dict[int, list[Item]] = {}
         with self.session() as s:
             for chunk in _chunks(list(digest_ids)):
-                q = select(DigestItem).where(DigestItem.digest_id.in_(chunk)).order_by(DigestItem.digest_id, DigestItem.position)
-                for it in s.exec(q):
-                    out.setdefault(it.digest_id, []).append(it)
+                q = (sa.select(t.digest_id, t.paper_key, t.position, t.score, t.reason, t.highlight, t.explore)
+                     .where(t.digest_id.in_(chunk)).order_by(t.digest_id, t.position))
+                for did, *fields in s.execute(q):
+                    out.setdefault(did, []).append(Item(*fields))
         return out
 
     def sent_keys(self, user_id: str, excluding_digest: int | None = None) -> set[str]:
@@ -256,7 +259,7 @@ class DigestQueries:
                        for c in composed])
             s.commit()
 
-    def save_digest_items(self, digest: Digest, items: list[DigestItem], covers_from, covers_until, note: str | None) -> None:
+    def save_digest_items(self, digest: Digest, items: list, covers_from, covers_until, note: str | None) -> None:
         self.save_compositions([Composed(digest.id, digest.user_id, items, covers_from, covers_until, note)])
 
     def finish_digests(self, finishes: Sequence[Finish]) -> None:

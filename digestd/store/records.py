@@ -20,3 +20,16 @@ class VoteRecord:
 def paper_text(p: Paper) -> PaperText:
     return PaperText(key=p.key, title=p.title, abstract=p.abstract, authors=json.loads(p.authors_json),
                      published=p.published_at)
+
+
+@dataclass
+class Item:
+    """One paper of one digest, as a pass composes it and a view shows it. A plain record: a pass
+    makes ten per reader, and table rows cost a validation each."""
+
+    paper_key: str
+    position: int
+    score: float
+    reason: str = ""
+    highlight: str | None = None
+    explore: bool = False
