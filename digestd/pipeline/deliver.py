@@ -186,24 +186,14 @@ def _work_batch(app: "App", won: list[Digest], user_of: dict[str, UserSettings],
     with stage(app, "store"):
         items = store.items_of([d.id for d in won])
     notes = {d.id: d.note for d in won}
-    finishes: list[Finish] = []
-    outcomes: list[DeliveryOutcome] = []
-
-    def finish(f: Finish, o: DeliveryOutcome) -> None:
-        finishes.append(f)
-        outcomes.append(o)
-        unfinished.discard(f.digest_id)
-        if len(finishes) >= FINISH_EVERY:
-            store.finish_digests(finishes)
-            finishes.clear()
-
+    done = _Finisher(app, unfinished)
     # A retry sends exactly what was composed before; only a first attempt composes.
     fresh = [d for d in won if not items.get(d.id) and not (d.attempts and d.note)]
     composed = _compose_isolated(app, [Request(user_of[d.user_id], d.day, d.id) for d in fresh], now)
     saved = []
     for d, comp in zip(fresh, composed):
         if isinstance(comp, Exception):
-            finish(_retry(app, d, comp, now), DeliveryOutcome(d.user_id, d.day, "retry", error=str(comp)))
+            done(_retry(app, d, comp, now), DeliveryOutcome(d.user_id, d.day, "retry", error=str(comp)))
             continue
         its = items_from(comp)
         items[d.id], notes[d.id] = its, comp.note
@@ -214,15 +204,94 @@ def _work_batch(app: "App", won: list[Digest], user_of: dict[str, UserSettings],
     views = build_views(app, [ViewRequest(user_of[d.user_id], d.day, items.get(d.id, []), notes[d.id]) for d in todo], now)
     with stage(app, "store"):
         subscribed = {u.id: u.subscribed for u in store.users_by_ids(d.user_id for d in todo).values()}
-    for d, view in zip(todo, views):
-        if should_stop():
-            break
-        user = user_of[d.user_id]
-        f, o = _deliver_one(app, mailer, user, d, view, subscribed.get(user.id, False), force)
-        finish(f, o)
-    with stage(app, "store"):
-        store.finish_digests(finishes)
-    return outcomes
+    with _Sender(app, mailer, done, should_stop) as sender:
+        for d, view in zip(todo, views):
+            if should_stop() or sender.failed:
+                break
+            user = user_of[d.user_id]
+            ready = _prepare(app, user, d, view, subscribed.get(user.id, False), force)
+            if isinstance(ready, _Message):
+                sender.put(ready)
+            else:
+                done(*ready)
+    return done.outcomes
+
+
+class _Finisher:
+    """Records each digest's end as soon as it is known (see FINISH_EVERY); shared by the thread
+    that renders and the one that sends."""
+
+    def __init__(self, app: "App", unfinished: set[int]) -> None:
+        self.app, self.unfinished = app, unfinished
+        self.outcomes: list[DeliveryOutcome] = []
+        self._pending: list[Finish] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, f: Finish, o: DeliveryOutcome) -> None:
+        with self._lock:
+            self._pending.append(f)
+            self.outcomes.append(o)
+            if len(self._pending) >= FINISH_EVERY:
+                self.flush()
+            self.unfinished.discard(f.digest_id)
+
+    def flush(self) -> None:
+        if self._pending:
+            with stage(self.app, "store"):
+                self.app.store.finish_digests(self._pending)
+            self._pending = []
+
+
+@dataclass
+class _Message:
+    digest: Digest
+    user: UserSettings
+    raw: bytes
+    message_id: str
+    papers: int
+
+
+class _Sender:
+    """Hands rendered messages to the mailer from a thread of its own, so the next messages are
+    rendered while this one crosses the wire (the socket waits release the GIL). The queue is short:
+    a shutdown leaves at most a few rendered messages unsent, released with the rest."""
+
+    QUEUE = 32
+
+    def __init__(self, app: "App", mailer, done: _Finisher, should_stop: Callable[[], bool]) -> None:
+        import queue
+
+        self.app, self.mailer, self.done, self.should_stop = app, mailer, done, should_stop
+        self.queue: queue.Queue = queue.Queue(self.QUEUE)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="digestd-smtp", daemon=True)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def put(self, msg: _Message) -> None:
+        self.queue.put(msg)
+
+    def _run(self) -> None:
+        while (msg := self.queue.get()) is not None:
+            if self.error is not None or self.should_stop():
+                continue                                  # drain: left unfinished, released later
+            try:
+                self.done(*_send(self.app, self.mailer, msg))
+            except BaseException as e:   # a bug in the mailer or a kill: stop sending, tell the pass
+                self.error = e
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.queue.put(None)
+        self._thread.join()
+        self.done.flush()
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 def _compose_isolated(app: "App", requests: list[Request], now: dt.datetime) -> list:
@@ -250,8 +319,9 @@ def message_id_for(app: "App", digest_id: int, day: dt.date, resend: bool) -> st
     return f"<digest.{digest_id}.{day.isoformat()}{suffix}@{host}>"
 
 
-def _deliver_one(app: "App", mailer, user: UserSettings, d: Digest, view, subscribed: bool,
-                 force: bool) -> tuple[Finish, DeliveryOutcome]:
+def _prepare(app: "App", user: UserSettings, d: Digest, view, subscribed: bool,
+             force: bool) -> _Message | tuple[Finish, DeliveryOutcome]:
+    """The rendered message for one digest, or how it ends without one."""
     from ..render import render_message
 
     now = app.clock.now()
@@ -266,11 +336,21 @@ def _deliver_one(app: "App", mailer, user: UserSettings, d: Digest, view, subscr
         mid = message_id_for(app, d.id, d.day, force and d.sent_at is not None)
         with stage(app, "render"):
             raw = render_message(view, from_addr=app.from_addr, message_id=mid, date=now, list_id=app.list_id)
+        return _Message(d, user, raw, mid, n)
+    except Exception as e:  # one reader's bug must not stop the others; the digest is retried later
+        log.exception("digest failed: %s", e, extra={"user": user.id})
+        return _retry(app, d, e, now), DeliveryOutcome(user.id, d.day, "retry", error=str(e))
+
+
+def _send(app: "App", mailer, msg: _Message) -> tuple[Finish, DeliveryOutcome]:
+    d, user = msg.digest, msg.user
+    now = app.clock.now()
+    try:
         with stage(app, "smtp"):
-            mailer.send_raw(raw, user.email)
-        log.info("digest sent: %d papers", n, extra={"user": user.id})
-        return Finish(d.id, "sent", app.clock.now(), message_id=mid), \
-            DeliveryOutcome(user.id, d.day, "sent", papers=n, message_id=mid)
+            mailer.send_raw(msg.raw, user.email)
+        log.info("digest sent: %d papers", msg.papers, extra={"user": user.id})
+        return Finish(d.id, "sent", app.clock.now(), message_id=msg.message_id), \
+            DeliveryOutcome(user.id, d.day, "sent", papers=msg.papers, message_id=msg.message_id)
     except TemporaryDeliveryError as e:
         attempts = (d.attempts or 0) + 1
         if attempts >= app.max_send_attempts:
