@@ -172,8 +172,8 @@ def _deliver_batch(app: "App", chunk: list[Work], mailer, now: dt.datetime, *, f
         return outcomes
     unfinished = {d.id for d in won}
     try:
-        with _Lease(app, [d.id for d in won]):
-            outcomes += _work_batch(app, won, user_of, mailer, now, force, should_stop, unfinished)
+        with _Lease(app, [d.id for d in won]), store.finishing() as write:
+            outcomes += _work_batch(app, won, user_of, mailer, now, force, should_stop, _Finisher(app, unfinished, write))
     finally:
         if unfinished:   # a shutdown or a bug: hand the rest back for the next pass at once
             store.release_digests(sorted(unfinished))
@@ -181,12 +181,12 @@ def _deliver_batch(app: "App", chunk: list[Work], mailer, now: dt.datetime, *, f
 
 
 def _work_batch(app: "App", won: list[Digest], user_of: dict[str, UserSettings], mailer, now: dt.datetime,
-                force: bool, should_stop: Callable[[], bool], unfinished: set[int]) -> list[DeliveryOutcome]:
+                force: bool, should_stop: Callable[[], bool], done: "_Finisher") -> list[DeliveryOutcome]:
     store = app.store
     with stage(app, "store"):
         items = store.items_of([d.id for d in won])
     notes = {d.id: d.note for d in won}
-    done = _Finisher(app, unfinished)
+    unfinished = done.unfinished
     # A retry sends exactly what was composed before; only a first attempt composes.
     fresh = [d for d in won if not items.get(d.id) and not (d.attempts and d.note)]
     composed = _compose_isolated(app, [Request(user_of[d.user_id], d.day, d.id) for d in fresh], now)
@@ -218,11 +218,11 @@ def _work_batch(app: "App", won: list[Digest], user_of: dict[str, UserSettings],
 
 
 class _Finisher:
-    """Records each digest's end as soon as it is known (see FINISH_EVERY); shared by the thread
-    that renders and the one that sends."""
+    """Records each digest's end as soon as it is known (see FINISH_EVERY), on one connection held
+    for the batch; shared by the thread that renders and the one that sends."""
 
-    def __init__(self, app: "App", unfinished: set[int]) -> None:
-        self.app, self.unfinished = app, unfinished
+    def __init__(self, app: "App", unfinished: set[int], write: Callable[[list[Finish]], None]) -> None:
+        self.app, self.unfinished, self.write = app, unfinished, write
         self.outcomes: list[DeliveryOutcome] = []
         self._pending: list[Finish] = []
         self._lock = threading.Lock()
@@ -238,7 +238,7 @@ class _Finisher:
     def flush(self) -> None:
         if self._pending:
             with stage(self.app, "store"):
-                self.app.store.finish_digests(self._pending)
+                self.write(self._pending)
             self._pending = []
 
 
