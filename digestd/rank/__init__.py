@@ -17,7 +17,8 @@ from typing import Iterable, Sequence
 
 from ..models import PaperText, ProfileInput
 from .features import FeatureSpace, Featurized, featurize
-from .profile import DEFAULT_PARAMS, Params, UserModel, calibrate, featurize_known, fit, train
+from .fit import FitCache, featurize_known, fit, fit_readers, train
+from .profile import DEFAULT_PARAMS, Params, UserModel, calibrate
 from .select import NOTHING_TODAY, Selection, rank_scores, select
 
 DEFAULT_BACKEND = "tfidf"
@@ -52,7 +53,7 @@ def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
 
 
 __all__ = [
-    "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "FeatureSpace", "Featurized", "NOTHING_TODAY", "Params",
-    "Selection", "UserModel", "calibrate", "featurize", "featurize_known", "fit", "fit_space", "rank_for_user", "rank_scores", "select",
+    "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "FeatureSpace", "Featurized", "FitCache", "NOTHING_TODAY", "Params",
+    "Selection", "UserModel", "calibrate", "featurize", "featurize_known", "fit", "fit_readers", "fit_space", "rank_for_user", "rank_scores", "select",
     "train",
 ]
