@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..models import PaperText
 from .features import FeatureSpace
@@ -23,11 +24,14 @@ def text_key(p: PaperText) -> tuple:
 
 
 def profile_terms(readers: Sequence[tuple[Sequence[PaperText], Sequence[float], Sequence[str]]], space: FeatureSpace,
-                  known_terms: dict, known_idf: dict[str, float]) -> list[dict[str, float]]:
+                  known_terms: dict, known_idf: dict[str, float], keys: Sequence[Sequence[tuple]] | None = None,
+                  ) -> list[dict[str, float]]:
     """Term -> weight, best first (ties by term), for every reader given as (liked papers, their
-    weights, keywords). ``known_terms``/``known_idf``: tokens and IDFs kept between calls."""
+    weights, keywords). ``known_terms``/``known_idf``: tokens and IDFs kept between calls;
+    ``keys``: the papers' ``text_key``s, if the caller has them."""
     tokens: dict[tuple, list[str]] = {}               # paper -> its distinct terms
-    keys = [[text_key(paper) for paper in papers] for papers, _, _ in readers]
+    if keys is None:
+        keys = [[text_key(paper) for paper in papers] for papers, _, _ in readers]
     for (papers, _, _), ks in zip(readers, keys):
         for key, paper in zip(ks, papers):
             if key not in tokens:
@@ -52,22 +56,33 @@ def profile_terms(readers: Sequence[tuple[Sequence[PaperText], Sequence[float], 
     known_idf.update(new)
     idf = np.array([idf_of[t] for t in vocab])
     ids = {t: i for i, t in enumerate(vocab)}
-    paper_ids = {k: np.array([ids[t] for t in ws], dtype=int) for k, ws in tokens.items()}
-    kw_ids = {kw: np.array([ids[t] for t in ws], dtype=int) for kw, ws in kw_tokens.items()}
+    # Reader x term sums as one product: (reader x paper weights) @ (paper x term indicator), plus keywords.
+    paper_keys = list(tokens)
+    col = {k: j for j, k in enumerate(paper_keys)}
+    uses = sp.csr_matrix((np.ones(sum(len(tokens[k]) for k in paper_keys)),
+                          np.array([ids[t] for k in paper_keys for t in tokens[k]], dtype=np.int64),
+                          np.r_[0, np.cumsum([len(tokens[k]) for k in paper_keys])]), shape=(len(paper_keys), len(vocab)))
+    # Built from its arrays, each row in anchor order and unsorted: the product then sums a
+    # reader's papers in that order, whoever else is in the batch (COO input would sort them).
+    liked = sp.csr_matrix((np.array([w for papers, weights, _ in readers for w in weights[:len(papers)]], dtype=float),
+                           np.array([col[k] for ks in keys for k in ks], dtype=np.int64),
+                           np.r_[0, np.cumsum([len(ks) for ks in keys])]), shape=(len(readers), len(paper_keys)))
+    kw_terms = [[ids[t] for kw in keywords for t in kw_tokens[kw]] for _, _, keywords in readers]
+    said = sp.csr_matrix((np.full(sum(map(len, kw_terms)), KEYWORD_WEIGHT),
+                          (np.repeat(np.arange(len(readers)), [len(t) for t in kw_terms]),
+                           np.array([i for t in kw_terms for i in t], dtype=np.int64))),
+                         shape=(len(readers), len(vocab)))
+    total = sp.csr_matrix(liked @ uses + said)
+    names = np.array(vocab, dtype=object)
     out = []
-    for (_, weights, keywords), ks in zip(readers, keys):
-        parts = [paper_ids[k] for k in ks] + [kw_ids[kw] for kw in keywords]
-        if not parts or not sum(len(x) for x in parts):
-            out.append({})
-            continue
-        w = [np.full(len(paper_ids[k]), a) for k, a in zip(ks, weights)]
-        w += [np.full(len(kw_ids[kw]), KEYWORD_WEIGHT) for kw in keywords]
-        term, weight = np.concatenate(parts), np.concatenate(w)
-        order = np.argsort(term, kind="stable")        # sums in anchor order, as a dict would add them
-        term, weight = term[order], weight[order]
-        starts = np.flatnonzero(np.r_[True, term[1:] != term[:-1]])
-        uniq = term[starts]
-        score = np.add.reduceat(weight, starts) * idf[uniq]
-        top = np.lexsort((uniq, -score))[:MAX_TERMS]
-        out.append(dict(zip([vocab[i] for i in uniq[top]], score[top].tolist())))
+    for b in range(len(readers)):
+        lo, hi = total.indptr[b], total.indptr[b + 1]
+        term = total.indices[lo:hi]
+        score = total.data[lo:hi] * idf[term]
+        if len(score) > MAX_TERMS:            # ties at the cut are broken by term, like the rest
+            cut = np.partition(score, len(score) - MAX_TERMS)[len(score) - MAX_TERMS]
+            keep = score >= cut
+            term, score = term[keep], score[keep]
+        top = np.lexsort((term, -score))[:MAX_TERMS]
+        out.append(dict(zip(names[term[top]].tolist(), score[top].tolist())))
     return out
