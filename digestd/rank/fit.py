@@ -239,13 +239,19 @@ def fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, backgroun
                 names = plan.profile.keywords if kind == "keywords" else plan.profile.authors
                 plan.anchors.append(Anchor(None, ", ".join(names), p.keyword_weight, kind))
                 plan.rows.append(h)
-    models = _bare_models(plans, rows, now, p)
+    # Every reader's anchors, one reader after the other, gathered once for the models and the chunks.
+    bounds = np.r_[0, np.cumsum([len(plan.rows) for plan in plans])]
+    flat = np.array([h for plan in plans for h in plan.rows], dtype=int)
+    pos_sparse, pos_dense = rows.sparse[flat], rows.dense[flat]
+    models = _bare_models(plans, rows, _split(pos_sparse, bounds=bounds), now, p)
     full = [i for i, plan in enumerate(plans) if plan.anchors]
     sample, where, neg = _negatives(bg, p)
     rotated = neg.rotate(rows.dense) if neg is not None else None
     for lo in range(0, len(full), CHUNK):
         chunk = full[lo:lo + CHUNK]
-        _fit_chunk([plans[i] for i in chunk], [models[i] for i in chunk], rows, p, where, neg, rotated)
+        a, b = bounds[chunk[0]], bounds[chunk[-1] + 1]             # readers without anchors have no rows
+        _fit_chunk([plans[i] for i in chunk], [models[i] for i in chunk], pos_sparse[a:b], pos_dense[a:b],
+                   p, where, neg, rotated)
         readers = [([rows.items[h][1] for h in plans[i].papers], [a.weight for a in plans[i].anchors], plans[i].profile.keywords)
                    for i in chunk]
         keys = [[rows.items[h][0] for h in plans[i].papers] for i in chunk]
@@ -254,9 +260,9 @@ def fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, backgroun
     return models
 
 
-def _bare_models(plans: list[_Plan], rows: _Rows, now: dt.datetime, p: Params) -> list[UserModel]:
+def _bare_models(plans: list[_Plan], rows: _Rows, pos_sparse: list[sp.csr_matrix], now: dt.datetime,
+                 p: Params) -> list[UserModel]:
     """Models with anchors and thumbs-down in place, interests and linear model still to come."""
-    pos_sparse = _split(rows.sparse, [plan.rows for plan in plans])
     neg_sparse = _split(rows.sparse, [plan.downs for plan in plans])
     no_centroids = sp.csr_matrix((0, N_FEATURES))
     return [UserModel(
@@ -284,13 +290,12 @@ def _split(m: sp.csr_matrix, groups: list[list[int]] | None = None, bounds: np.n
     return out
 
 
-def _fit_chunk(plans: list[_Plan], models: list[UserModel], rows: _Rows, p: Params,
-               where: dict[str, list[int]], neg: SharedNegatives | None, rotated: np.ndarray | None) -> None:
-    """Interests and linear models of readers who have anchors, in place."""
+def _fit_chunk(plans: list[_Plan], models: list[UserModel], pos_sparse: sp.csr_matrix, pos_dense: np.ndarray,
+               p: Params, where: dict[str, list[int]], neg: SharedNegatives | None, rotated: np.ndarray | None) -> None:
+    """Interests and linear models of readers who have anchors, in place; ``pos_sparse``/``pos_dense``:
+    their anchors' rows, one reader after the other."""
     sizes = np.array([len(plan.rows) for plan in plans])
     width = int(sizes.max())
-    flat = np.concatenate([plan.rows for plan in plans])
-    pos_sparse, pos_dense = rows.sparse[flat], rows.dense[flat]
     weights = np.zeros((len(plans), width))
     for b, model in enumerate(models):
         weights[b, :sizes[b]] = model.pos_weight

@@ -55,46 +55,52 @@ def fit_logistic(neg: SharedNegatives, rows: np.ndarray, y: np.ndarray, s: np.nd
     negative for that reader; ``keep``: (n, B) which shared negatives it uses (1) or skips (0).
     A reader's result does not depend on the others in the batch."""
     n_readers, q, d = rows.shape
+    beta_out, b0_out = np.zeros((n_readers, d)), np.zeros(n_readers)
     keep = np.asarray(keep, dtype=np.float64)
-    z = np.where((s != 0)[:, :, None], rows, 0.0)
-    z32 = z.astype(np.float32)
-    total = keep.T @ neg.rows                                # (B, d) sum of each reader's negatives
     n_eff = keep.sum(axis=0)
-    beta, b0 = np.zeros((n_readers, d)), np.zeros(n_readers)
-    last = np.full(n_readers, np.inf)                       # F at the last accepted point
+    live = np.flatnonzero((v > 0) & (n_eff > 0))            # readers still iterating; their state below
+    z = np.where((s[live] != 0)[:, :, None], rows[live], 0.0)
+    z32 = z.astype(np.float32)
+    s, y, v, keep, n_eff = s[live], y[live], v[live], keep[:, live], n_eff[live]
+    total = keep.T @ neg.rows                                # (B, d) sum of each reader's negatives
+    beta, b0 = np.zeros((len(live), d)), np.zeros(len(live))
+    last = np.full(len(live), np.inf)                       # F at the last accepted point
     prev_beta, prev_b0 = beta.copy(), b0.copy()
-    active = np.flatnonzero((v > 0) & (n_eff > 0))
     diag = np.arange(q)
     for _ in range(max_iter):
-        if not len(active):
+        if not len(live):
             break
-        zb, bb, b0a, sa, ya, va, ka = z[active], beta[active], b0[active], s[active], y[active], v[active], keep[:, active]
-        p_neg = expit(neg.rows @ bb.T + b0a[None, :])                  # (n, A): shared negatives, y = 0
-        t_own = (zb @ bb[:, :, None])[:, :, 0] + b0a[:, None]           # (A, q)
+        t_neg = neg.rows @ beta.T + b0[None, :]                        # (n, A): shared negatives, y = 0
+        p_neg = expit(t_neg) * keep
+        t_own = (z @ beta[:, :, None])[:, :, 0] + b0[:, None]          # (A, q)
         # log(1 + e^t) = -log(1 - p) for the negatives; the own rows, fewer, take the exact form
-        f = C * (-va * (ka * np.log1p(-np.minimum(p_neg, 1 - 1e-16))).sum(axis=0)
-                 + (sa * (np.logaddexp(0, t_own) - ya * t_own)).sum(axis=1)) + 0.5 * (bb * bb).sum(axis=1)
-        worse = f > last[active] + 1e-12 * np.abs(f)
-        again = worse.copy()
-        if worse.any():                                                 # overshot: go back half way, look again
-            back = active[worse]
-            beta[back] = 0.5 * (beta[back] + prev_beta[back])
-            b0[back] = 0.5 * (b0[back] + prev_b0[back])
+        f = C * (-v * np.log1p(-np.minimum(p_neg, 1 - 1e-16)).sum(axis=0)
+                 + (s * (np.logaddexp(0, t_own) - y * t_own)).sum(axis=1)) + 0.5 * (beta * beta).sum(axis=1)
+        worse = f > last + 1e-12 * np.abs(f)
         ok = ~worse
-        idx = active[ok]
-        if len(idx):
-            last[idx] = f[ok]
-            prev_beta[idx], prev_b0[idx] = beta[idx], b0[idx]
-            p_neg, p_own = p_neg[:, ok] * ka[:, ok], expit(t_own[ok])
-            step, step_b = _newton_step(neg, zb[ok], z32[idx], bb[ok], sa[ok], ya[ok], va[ok], p_neg, p_own,
-                                        total[idx], n_eff[idx], C, diag)
-            beta[idx] -= step
-            b0[idx] -= step_b
-            moved = np.maximum(np.abs(step).max(axis=1), np.abs(step_b))
-            scale = np.maximum(np.maximum(np.abs(beta[idx]).max(axis=1), np.abs(b0[idx])), 1.0)
-            again[np.flatnonzero(ok)[moved > tol * scale]] = True
-        active = active[again]
-    return beta @ neg.basis.T, b0
+        last[ok] = f[ok]
+        prev_beta[ok], prev_b0[ok] = beta[ok], b0[ok]
+        # Overshot: go back half way and look again. Everyone else steps (all of them, mostly).
+        beta[worse] = 0.5 * (beta[worse] + prev_beta[worse])
+        b0[worse] = 0.5 * (b0[worse] + prev_b0[worse])
+        sub = slice(None) if ok.all() else np.flatnonzero(ok)
+        step, step_b = _newton_step(neg, z[sub], z32[sub], beta[sub], s[sub], y[sub], v[sub], p_neg[:, sub],
+                                    expit(t_own[sub]), total[sub], n_eff[sub], C, diag)
+        beta[sub] -= step
+        b0[sub] -= step_b
+        moved = np.maximum(np.abs(step).max(axis=1), np.abs(step_b))
+        scale = np.maximum(np.maximum(np.abs(beta[sub]).max(axis=1), np.abs(b0[sub])), 1.0)
+        going = worse.copy()
+        going[sub] = moved > tol * scale
+        if not going.all():                                            # some are done: shrink the working set
+            done = ~going
+            beta_out[live[done]], b0_out[live[done]] = beta[done], b0[done]
+            live = live[going]
+            z, z32, s, y, v, keep, n_eff, total = (z[going], z32[going], s[going], y[going], v[going],
+                                                   keep[:, going], n_eff[going], total[going])
+            beta, b0, last, prev_beta, prev_b0 = beta[going], b0[going], last[going], prev_beta[going], prev_b0[going]
+    beta_out[live], b0_out[live] = beta, b0
+    return beta_out @ neg.basis.T, b0_out
 
 
 def _newton_step(neg, zb, z32, bb, sa, ya, va, p_neg, p_own, total, n_eff, C, diag):
