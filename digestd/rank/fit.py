@@ -239,19 +239,19 @@ def fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, backgroun
                 names = plan.profile.keywords if kind == "keywords" else plan.profile.authors
                 plan.anchors.append(Anchor(None, ", ".join(names), p.keyword_weight, kind))
                 plan.rows.append(h)
-    # Every reader's anchors, one reader after the other, gathered once for the models and the chunks.
-    bounds = np.r_[0, np.cumsum([len(plan.rows) for plan in plans])]
-    flat = np.array([h for plan in plans for h in plan.rows], dtype=int)
-    pos_sparse, pos_dense = rows.sparse[flat], rows.dense[flat]
-    models = _bare_models(plans, rows, _split(pos_sparse, bounds=bounds), now, p)
+    models = _bare_models(plans, rows, now, p)
     full = [i for i, plan in enumerate(plans) if plan.anchors]
     sample, where, neg = _negatives(bg, p)
     rotated = neg.rotate(rows.dense) if neg is not None else None
     for lo in range(0, len(full), CHUNK):
         chunk = full[lo:lo + CHUNK]
-        a, b = bounds[chunk[0]], bounds[chunk[-1] + 1]             # readers without anchors have no rows
-        _fit_chunk([plans[i] for i in chunk], [models[i] for i in chunk], pos_sparse[a:b], pos_dense[a:b],
-                   p, where, neg, rotated)
+        # The chunk's anchors, one reader after the other, gathered once for the models and the interests.
+        bounds = np.r_[0, np.cumsum([len(plans[i].rows) for i in chunk])]
+        flat = np.array([h for i in chunk for h in plans[i].rows], dtype=int)
+        pos_sparse, pos_dense = rows.sparse[flat], rows.dense[flat]
+        for i, pos in zip(chunk, _split(pos_sparse, bounds=bounds)):
+            models[i].pos_sparse = pos
+        _fit_chunk([plans[i] for i in chunk], [models[i] for i in chunk], pos_sparse, pos_dense, p, where, neg, rotated)
         readers = [([rows.items[h][1] for h in plans[i].papers], [a.weight for a in plans[i].anchors], plans[i].profile.keywords)
                    for i in chunk]
         keys = [[rows.items[h][0] for h in plans[i].papers] for i in chunk]
@@ -260,20 +260,20 @@ def fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, backgroun
     return models
 
 
-def _bare_models(plans: list[_Plan], rows: _Rows, pos_sparse: list[sp.csr_matrix], now: dt.datetime,
-                 p: Params) -> list[UserModel]:
-    """Models with anchors and thumbs-down in place, interests and linear model still to come."""
+def _bare_models(plans: list[_Plan], rows: _Rows, now: dt.datetime, p: Params) -> list[UserModel]:
+    """Models with anchors and thumbs-down in place (the anchors' sparse rows come with their chunk),
+    interests and linear model still to come."""
     neg_sparse = _split(rows.sparse, [plan.downs for plan in plans])
-    no_centroids = sp.csr_matrix((0, N_FEATURES))
+    no_rows = sp.csr_matrix((0, N_FEATURES))
     return [UserModel(
         user_id=plan.profile.user_id, params=p, anchors=plan.anchors,
-        pos_sparse=pos, pos_dense=rows.dense[plan.rows],
+        pos_sparse=no_rows, pos_dense=rows.dense[plan.rows],
         pos_weight=np.array([a.weight for a in plan.anchors], dtype=float),
-        centroids_sparse=no_centroids, centroids_dense=np.zeros((0, 1)),
+        centroids_sparse=no_rows, centroids_dense=np.zeros((0, 1)),
         cluster_of=np.zeros(0, dtype=int), neg_sparse=neg, neg_dense=rows.dense[plan.downs],
         coef_dense=None, intercept=0.0, keywords=list(plan.profile.keywords),
         known_keys=frozenset(plan.voted | {a.key for a in plan.anchors if a.key}), trained_at=now,
-    ) for plan, pos, neg in zip(plans, pos_sparse, neg_sparse)]
+    ) for plan, neg in zip(plans, neg_sparse)]
 
 
 def _split(m: sp.csr_matrix, groups: list[list[int]] | None = None, bounds: np.ndarray | None = None) -> list[sp.csr_matrix]:
