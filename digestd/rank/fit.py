@@ -252,11 +252,11 @@ def fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, backgroun
         for i, pos in zip(chunk, _split(pos_sparse, bounds=bounds)):
             models[i].pos_sparse = pos
         _fit_chunk([plans[i] for i in chunk], [models[i] for i in chunk], pos_sparse, pos_dense, p, where, neg, rotated)
-        readers = [([rows.items[h][1] for h in plans[i].papers], [a.weight for a in plans[i].anchors], plans[i].profile.keywords)
-                   for i in chunk]
-        keys = [[rows.items[h][0] for h in plans[i].papers] for i in chunk]
-        for i, terms in zip(chunk, profile_terms(readers, space, cache.terms, cache.idf, keys)):
-            models[i].profile_terms = terms
+    readers = [([rows.items[h][1] for h in plans[i].papers], [a.weight for a in plans[i].anchors], plans[i].profile.keywords)
+               for i in full]
+    keys = [[rows.items[h][0] for h in plans[i].papers] for i in full]
+    for i, terms in zip(full, profile_terms(readers, space, cache.terms, cache.idf, keys)):
+        models[i].profile_terms = terms
     return models
 
 

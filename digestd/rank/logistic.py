@@ -12,8 +12,8 @@ few rows, is diagonal in the eigenbasis of the negatives' Gram matrix but for th
 inverse is a diagonal and a Woodbury correction of the reader's rows: no (d, d) matrix per reader,
 and an iteration is two products with the shared negatives for all readers together. A step that
 would raise ``F`` is halved, so ``F`` never increases. Measured on real readers: coefficients
-within 1e-5 of lbfgs run to tol 1e-12 after 8 to 10 steps; a fixed bound ``p(1 - p) <= 1/4``
-(Böhning) needs no safeguard but took over a hundred steps.
+within 3e-5 (relative) of lbfgs run to tol 1e-12 after 7 steps on average, 2e-6 after 8.5; a fixed
+bound ``p(1 - p) <= 1/4`` (Böhning) needs no safeguard but took over a hundred steps.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-TOL = 1e-5          # stop a reader when no coefficient moves by more than this (relative to the largest)
+TOL = 1e-4          # stop a reader when no coefficient moves by more than this (relative to the largest):
+                    # measured within 3e-5 of the exact optimum, in 7 steps; sklearn's lbfgs default is as loose
 MAX_ITER = 100
 
 

@@ -15,6 +15,7 @@ from ..models import PaperText
 from .features import FeatureSpace
 
 MAX_TERMS = 300
+ROWS_AT_ONCE = 1024       # readers whose term sums are held at once
 KEYWORD_WEIGHT = 2.0
 
 
@@ -72,17 +73,22 @@ def profile_terms(readers: Sequence[tuple[Sequence[PaperText], Sequence[float], 
                           (np.repeat(np.arange(len(readers)), [len(t) for t in kw_terms]),
                            np.array([i for t in kw_terms for i in t], dtype=np.int64))),
                          shape=(len(readers), len(vocab)))
-    total = sp.csr_matrix(liked @ uses + said)
     names = np.array(vocab, dtype=object)
     out = []
-    for b in range(len(readers)):
-        lo, hi = total.indptr[b], total.indptr[b + 1]
-        term = total.indices[lo:hi]
-        score = total.data[lo:hi] * idf[term]
-        if len(score) > MAX_TERMS:            # ties at the cut are broken by term, like the rest
-            cut = np.partition(score, len(score) - MAX_TERMS)[len(score) - MAX_TERMS]
-            keep = score >= cut
-            term, score = term[keep], score[keep]
-        top = np.lexsort((term, -score))[:MAX_TERMS]
-        out.append(dict(zip(names[term[top]].tolist(), score[top].tolist())))
+    for start in range(0, len(readers), ROWS_AT_ONCE):
+        total = sp.csr_matrix(liked[start:start + ROWS_AT_ONCE] @ uses + said[start:start + ROWS_AT_ONCE])
+        out += [_top(total, b, idf, names) for b in range(total.shape[0])]
     return out
+
+
+def _top(total: sp.csr_matrix, b: int, idf: np.ndarray, names: np.ndarray) -> dict[str, float]:
+    """Row ``b``'s top terms with their weights, best first, ties by term."""
+    lo, hi = total.indptr[b], total.indptr[b + 1]
+    term = total.indices[lo:hi]
+    score = total.data[lo:hi] * idf[term]
+    if len(score) > MAX_TERMS:            # ties at the cut are broken by term, like the rest
+        cut = np.partition(score, len(score) - MAX_TERMS)[len(score) - MAX_TERMS]
+        keep = score >= cut
+        term, score = term[keep], score[keep]
+    top = np.lexsort((term, -score))[:MAX_TERMS]
+    return dict(zip(names[term[top]].tolist(), score[top].tolist()))
