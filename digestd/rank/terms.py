@@ -50,12 +50,11 @@ def profile_terms(readers: Sequence[tuple[Sequence[PaperText], Sequence[float], 
                     words = known_terms[key] = space.terms(kw)
                 kw_tokens[kw] = words
     vocab = sorted({t for ws in tokens.values() for t in ws} | {t for ws in kw_tokens.values() for t in ws})
-    idf_of = {t: x for t, x in ((t, known_idf.get(t)) for t in vocab) if x is not None}
-    missing = [t for t in vocab if t not in idf_of]
-    new = dict(zip(missing, space.term_idf(missing).tolist()))
-    idf_of.update(new)
-    known_idf.update(new)
-    idf = np.array([idf_of[t] for t in vocab])
+    idf = np.array([known_idf.get(t, np.nan) for t in vocab])
+    missing = np.flatnonzero(np.isnan(idf))
+    if len(missing):
+        idf[missing] = space.term_idf([vocab[i] for i in missing])
+        known_idf.update(zip([vocab[i] for i in missing], idf[missing].tolist()))
     ids = {t: i for i, t in enumerate(vocab)}
     # Reader x term sums as one product: (reader x paper weights) @ (paper x term indicator), plus keywords.
     paper_keys = list(tokens)
