@@ -175,6 +175,7 @@ class _Plan:
 
 
 def _plan(profile: ProfileInput, now: dt.datetime, p: Params, rows: _Rows) -> _Plan:
+    """A reader's anchors (liked papers, then seeds; keywords and authors once featurised) and thumbs-down."""
     plan = _Plan(profile)
     latest: dict[str, tuple] = {}       # latest vote per paper wins (a reader may change their mind)
     for v in sorted(profile.votes, key=lambda v: (v.at, v.paper.key)):
@@ -260,7 +261,7 @@ def _fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, bg: Feat
                 plan.rows.append(h)
     models = _bare_models(plans, rows, now, p)
     full = [i for i, plan in enumerate(plans) if plan.anchors]
-    sample, where, neg = _negatives(bg, p)
+    _, where, neg = _negatives(bg, p)
     rotated = neg.rotate(rows.dense) if neg is not None else None
     for lo in range(0, len(full), CHUNK):
         chunk = full[lo:lo + CHUNK]
@@ -283,12 +284,12 @@ def _bare_models(plans: list[_Plan], rows: _Rows, now: dt.datetime, p: Params) -
     """Models with anchors and thumbs-down in place (the anchors' sparse rows come with their chunk),
     interests and linear model still to come."""
     neg_sparse = _split(rows.sparse, [plan.downs for plan in plans])
-    no_rows = sp.csr_matrix((0, N_FEATURES))
+    later = sp.csr_matrix((0, N_FEATURES))          # a placeholder, replaced for every reader with anchors
     return [UserModel(
         user_id=plan.profile.user_id, params=p, anchors=plan.anchors,
-        pos_sparse=no_rows, pos_dense=rows.dense[plan.rows],
+        pos_sparse=later if plan.anchors else sp.csr_matrix((0, N_FEATURES)), pos_dense=rows.dense[plan.rows],
         pos_weight=np.array([a.weight for a in plan.anchors], dtype=float),
-        centroids_sparse=no_rows, centroids_dense=np.zeros((0, 1)),
+        centroids_sparse=later if plan.anchors else sp.csr_matrix((0, N_FEATURES)), centroids_dense=np.zeros((0, 1)),
         cluster_of=np.zeros(0, dtype=int), neg_sparse=neg, neg_dense=rows.dense[plan.downs],
         coef_dense=None, intercept=0.0, keywords=list(plan.profile.keywords),
         known_keys=frozenset(plan.voted | {a.key for a in plan.anchors if a.key}), trained_at=now,
