@@ -173,13 +173,13 @@ def world(tmp_path, any_database_url, monkeypatch):
     app = build_app(parse_config(CONFIG.format(tmp=tmp_path, url=any_database_url), config_dir=tmp_path), clock=clock)
     app.store.upsert_papers("demo", T0.date(), STREAM, T0 - dt.timedelta(hours=1))
     trained: list[str] = []
-    real_train = digestd.rank.train
+    real_train = digestd.rank.train_readers
 
-    def counting(profile, *args, **kw):
-        trained.append(profile.user_id)
-        return real_train(profile, *args, **kw)
+    def counting(profiles, *args, **kw):
+        trained.extend(p.user_id for p in profiles)
+        return real_train(profiles, *args, **kw)
 
-    monkeypatch.setattr(digestd.rank, "train", counting)
+    monkeypatch.setattr(digestd.rank, "train_readers", counting)
     yield app, clock, trained
     app.close()
 

@@ -17,7 +17,8 @@ from typing import Iterable, Sequence
 
 from ..models import PaperText, ProfileInput
 from .features import FeatureSpace, Featurized, featurize
-from .profile import DEFAULT_PARAMS, Params, UserModel, calibrate, featurize_known, fit, train
+from .fit import FitCache, featurize_known, fit, fit_readers, train
+from .profile import DEFAULT_PARAMS, Params, UserModel, calibrate
 from .select import NOTHING_TODAY, Selection, rank_scores, select
 
 DEFAULT_BACKEND = "tfidf"
@@ -46,8 +47,8 @@ def rank_for_user(profile: ProfileInput, candidates: Sequence[PaperText], backgr
 
 def train_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, background: Featurized,
                   now: dt.datetime, *, params: Params = DEFAULT_PARAMS) -> list[UserModel]:
-    """``train`` for many readers against one background."""
-    return [train(p, space, background, now, params=params) for p in profiles]
+    """``train`` for many readers against one background: fitted together, then calibrated."""
+    return [calibrate(m, space, background) for m in fit_readers(profiles, space, background, now, params=params)]
 
 
 def rank_readers(models: Sequence[UserModel], space: FeatureSpace, pool: Featurized, eligible, *,
@@ -71,7 +72,7 @@ def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
 
 
 __all__ = [
-    "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "FeatureSpace", "Featurized", "NOTHING_TODAY", "Params",
-    "Selection", "UserModel", "calibrate", "featurize", "featurize_known", "fit", "fit_space", "rank_for_user", "rank_readers",
-    "rank_scores", "select", "train", "train_readers",
+    "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "FeatureSpace", "Featurized", "FitCache", "NOTHING_TODAY", "Params",
+    "Selection", "UserModel", "calibrate", "featurize", "featurize_known", "fit", "fit_readers", "fit_space", "rank_for_user",
+    "rank_readers", "rank_scores", "select", "train", "train_readers",
 ]
