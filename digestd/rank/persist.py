@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import StoredModelError
 from ..models import PaperText, ProfileInput
-from .features import FeatureSpace, Featurized
+from .features import N_FEATURES, FeatureSpace, Featurized
 from .profile import DEFAULT_PARAMS, Params, UserModel
 
 # Bump when UserModel changes shape or meaning in a way the source hash would not catch.
@@ -103,8 +104,12 @@ def reusable(stored_fingerprint: str | None, trained_at: dt.datetime | None, wan
 
 
 def dumps(model: UserModel) -> bytes:
-    # zlib: the anchors' sparse rows are mostly index arrays, which compress about 3x.
-    return zlib.compress(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    # The interest centroids are a third of a model and follow from its anchors: they are left out
+    # and rebuilt by ``loads`` with the very code that fitted them, so a stored model is 10,000
+    # readers' worth of bytes smaller and scores bit for bit the same. zlib: the anchors' sparse
+    # rows are mostly index arrays, which compress about 3x.
+    slim = dataclasses.replace(model, centroids_sparse=None, centroids_dense=None)
+    return zlib.compress(pickle.dumps(slim, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
 def loads(blob: bytes, user_id: str | None = None) -> UserModel:
@@ -120,7 +125,20 @@ def loads(blob: bytes, user_id: str | None = None) -> UserModel:
     missing = [f.name for f in dataclasses.fields(UserModel) if not hasattr(model, f.name)]
     if missing:
         raise StoredModelError(f"stored profile model lacks {', '.join(missing)}", user=user_id)
+    if model.centroids_sparse is None:
+        _rebuild_centroids(model)
     return model
+
+
+def _rebuild_centroids(model: UserModel) -> None:
+    from .interests import centroids
+
+    if model.empty:
+        model.centroids_sparse = sp.csr_matrix((0, N_FEATURES))
+        model.centroids_dense = np.zeros((0, 1))
+        return
+    c_sparse, c_dense, _first = centroids(model.pos_sparse, model.pos_dense, [model.cluster_of], [model.pos_weight])
+    model.centroids_sparse, model.centroids_dense = c_sparse, c_dense
 
 
 def dumps_space(space: FeatureSpace) -> bytes:
