@@ -1,31 +1,29 @@
 """Reasons a person can check: the liked paper a pick is closest to, the words that matched, and the
-one sentence of the abstract that speaks to this reader. Pure."""
+one sentence of the abstract that speaks to this reader. Pure.
+
+Only the picks are explained, and what a paper needs for it (its words, its sentences and their
+vectors) is computed once per pass on the pool, however many readers it is picked for.
+"""
 from __future__ import annotations
 
-import re
+from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
-from sklearn.preprocessing import normalize
 
 from ..models import Pick
-from .features import FeatureSpace, Featurized, compact_dense, tokenize
+from .features import tokenize
+from .pool import PassPool, sentences
 from .profile import UserModel
 
-# Split after . ! ? followed by a space and an uppercase letter / digit; keeps "e.g. the" together.
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
-_ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|Fig|Eq|cf|approx)\.)$", re.IGNORECASE)
 MAX_TERMS = 5
 
+__all__ = ["MAX_TERMS", "explain_picks", "sentences"]
 
-def sentences(text: str) -> list[str]:
-    parts = [s.strip() for s in _SENT.split(" ".join((text or "").split())) if s.strip()]
-    merged: list[str] = []
-    for s in parts:
-        if merged and _ABBREV.search(merged[-1]):
-            merged[-1] = f"{merged[-1]} {s}"
-        else:
-            merged.append(s)
-    return merged
+
+@lru_cache(maxsize=65536)
+def _keyword_words(keyword: str) -> frozenset[str]:
+    return frozenset(tokenize(keyword))
 
 
 def _short(title: str, limit: int = 90) -> str:
@@ -33,25 +31,36 @@ def _short(title: str, limit: int = 90) -> str:
     return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
 
 
-def explain(model: UserModel, space: FeatureSpace, picked: Featurized, scores: np.ndarray,
-            explore_flags: list[bool]) -> list[Pick]:
-    """One ``Pick`` per row of ``picked``, with reason, matched terms, closest anchor and highlight."""
-    out: list[Pick] = []
-    if len(picked) == 0:
-        return out
+def _anchor_sims(model: UserModel, pool: PassPool, rows: Sequence[int]) -> np.ndarray:
+    """(picks, anchors): blended similarity of each pick to each of the reader's anchors, read from
+    the similarities scoring computed (the pool keeps them by anchor content)."""
+    if model.empty or not len(rows):
+        return np.zeros((len(rows), 0))
     mix = model.params.dense_mix
-    if model.empty:
-        sims = np.zeros((len(picked), 0))
-    else:
-        sims = (1 - mix) * picked.sparse_dot(model.pos_sparse) + mix * (picked.dense @ model.pos_dense.T)
-    for i, paper in enumerate(picked.papers):
-        words = set(tokenize(f"{paper.title} {paper.abstract}"))
-        matched = sorted((t for t in words if t in model.profile_terms),
-                         key=lambda t: (-model.profile_terms[t], t))[:MAX_TERMS]
+    keys, _ = pool.reader_rows(model)
+    s_sparse = pool.sparse_sims(keys, model.pos_sparse)[:, rows]
+    dense = model.pos_dense
+    s_dense = dense @ pool.feats.dense[rows].T if dense.shape[1] == pool.feats.dense.shape[1] else 0.0
+    return ((1 - mix) * s_sparse + mix * s_dense).T
+
+
+def explain_picks(model: UserModel, pool: PassPool, rows: Sequence[int], scores: np.ndarray,
+                  explore_flags: Sequence[bool]) -> list[Pick]:
+    """One ``Pick`` per pool row in ``rows``, with reason, matched terms, closest anchor and highlight."""
+    out: list[Pick] = []
+    if not len(rows):
+        return out
+    sims = _anchor_sims(model, pool, rows)
+    terms = model.profile_terms
+    for i, row in enumerate(rows):
+        paper = pool.papers[row]
+        view = pool.view(row, with_dense=model.coef_dense is not None)
+        words = view.words
+        matched = sorted(words & terms.keys(), key=lambda t: (-terms[t], t))[:MAX_TERMS]
         because_of = because_title = None
         anchor_idx = int(np.argmax(sims[i])) if sims.shape[1] else -1
         anchor = model.anchors[anchor_idx] if anchor_idx >= 0 else None
-        kw_hits = [kw for kw in model.keywords if set(tokenize(kw)) and set(tokenize(kw)) <= words]
+        kw_hits = [kw for kw in model.keywords if _keyword_words(kw) and _keyword_words(kw) <= words]
         if explore_flags[i]:
             reason = "To explore: outside your usual topics, so your digest can learn what else you like"
         elif anchor is not None and anchor.kind in ("vote", "seed"):
@@ -71,30 +80,33 @@ def explain(model: UserModel, space: FeatureSpace, picked: Featurized, scores: n
         out.append(Pick(
             key=paper.key, score=float(scores[i]), reason=reason, matched_terms=matched,
             because_of=because_of, because_title=because_title,
-            highlight=_highlight(model, space, paper.abstract, anchor_idx), explore=explore_flags[i],
+            highlight=_highlight(model, view, anchor_idx), explore=bool(explore_flags[i]),
         ))
     return out
 
 
-def _highlight(model: UserModel, space: FeatureSpace, abstract: str, anchor_idx: int) -> str | None:
+def _highlight(model: UserModel, view, anchor_idx: int) -> str | None:
     """The abstract sentence closest to what this reader liked (the nearest anchor, plus the
     profile's linear weights), so the mail can show *why* in the paper's own words."""
-    sents = sentences(abstract)
+    sents = view.sentences
     if not sents:
         return None
     if len(sents) == 1 or model.empty:
         return sents[0]
-    xs = space.transform_text(sents)
     score = np.zeros(len(sents))
     if anchor_idx >= 0:
-        sent_rows, anchor_row = compact_dense(xs, model.pos_sparse[anchor_idx])
-        score += sent_rows @ anchor_row[0]
-    if model.coef_dense is not None:
-        lin = space.dense_text(sents) @ model.coef_dense
+        row = model.pos_sparse
+        lo, hi = row.indptr[anchor_idx], row.indptr[anchor_idx + 1]
+        cols, vals = row.indices[lo:hi], row.data[lo:hi]
+        # The anchor's weights on the columns the sentences use (its indices are sorted).
+        at = np.searchsorted(cols, view.sent_cols)
+        at_ok = np.minimum(at, max(len(cols) - 1, 0))
+        hit = (at < len(cols)) & (cols[at_ok] == view.sent_cols) if len(cols) else np.zeros(len(view.sent_cols), bool)
+        v = np.where(hit, vals[at_ok] if len(cols) else 0.0, 0.0)
+        score += view.sent_sparse @ v
+    if model.coef_dense is not None and view.sent_dense is not None:
+        lin = view.sent_dense @ model.coef_dense
         score += 0.1 * lin / (np.abs(lin).max() or 1.0)
     # Prefer a sentence with substance over a fragment that happens to share one word.
-    score += 0.02 * np.minimum(np.array([len(s.split()) for s in sents]), 25) / 25
+    score += view.sent_length
     return sents[int(np.argmax(score))]
-
-
-__all__ = ["explain", "sentences", "normalize"]
