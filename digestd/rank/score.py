@@ -31,6 +31,7 @@ from .pool import Diffusion, PassPool, prepare_pool
 from .profile import Params, UserModel
 
 CHUNK = 1000                  # readers per product: (chunk, n) float32 matrices stay around 10 MB
+TIE_TOLERANCE = 1e-5          # similarities closer than this are equal (float32 products)
 
 
 def _component_weights(p: Params) -> dict[str, float]:
@@ -140,7 +141,10 @@ def _anchor_edges(sims: np.ndarray, view: Diffusion) -> sp.csr_matrix:
         np.put_along_axis(mask, top, True, axis=1)
     else:
         mask = np.ones(sims.shape, dtype=bool)
-    mask |= sims >= view.kth[None, :]
+    # An anchor that is a pool paper ties with that paper's copy: only a clearly closer anchor
+    # links (ties out: chosen on half A of citeulike-dev), and the tolerance keeps the rule from
+    # depending on float32 rounding, so on which other readers share the batch.
+    mask |= sims > view.kth[None, :] + TIE_TOLERANCE
     return sp.csr_matrix(np.where(mask, np.maximum(sims, 0.0), 0.0).astype(np.float64))
 
 
