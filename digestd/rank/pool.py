@@ -162,9 +162,34 @@ class PassPool:
     # -- per-paper caches for explanations ---------------------------------------------------
     def view(self, row: int, *, with_dense: bool) -> PaperView:
         v = self._views.get(row)
-        if v is None or (with_dense and v.sent_dense is None):
-            v = self._views[row] = _paper_view(self.space, self.papers[row], with_dense)
+        if v is None or (with_dense and v.sent_dense is None and len(v.sentences) > 1):
+            self.prepare_views([row], with_dense=with_dense)
+            v = self._views[row]
         return v
+
+    def prepare_views(self, rows: Sequence[int], *, with_dense: bool) -> None:
+        """The views of ``rows`` not made yet, every sentence of them vectorised in one call."""
+        todo = [r for r in dict.fromkeys(rows) if r not in self._views or
+                (with_dense and self._views[r].sent_dense is None and len(self._views[r].sentences) > 1)]
+        if not todo:
+            return
+        split = [sentences(self.papers[r].abstract) for r in todo]
+        multi = [i for i, sents in enumerate(split) if len(sents) > 1]
+        flat = [s for i in multi for s in split[i]]
+        xs = sp.csr_matrix(self.space.transform_text(flat)) if flat else None
+        dense = self.space.dense_text(flat) if (flat and with_dense) else None
+        at = dict(zip(multi, np.cumsum([0] + [len(split[i]) for i in multi])[:-1].tolist()))
+        for i, r in enumerate(todo):
+            paper, sents = self.papers[r], split[i]
+            words = frozenset(tokenize(f"{paper.title} {paper.abstract}"))
+            length = 0.02 * np.minimum(np.array([len(s.split()) for s in sents], dtype=float), 25) / 25
+            if i in at:
+                lo, hi = at[i], at[i] + len(sents)
+                cols, local = _compact(xs[lo:hi])
+                view = PaperView(words, sents, cols, local, dense[lo:hi] if dense is not None else None, length)
+            else:
+                view = PaperView(words, sents, np.zeros(0, dtype=np.int64), np.zeros((len(sents), 0)), None, length)
+            self._views[r] = view
 
 
 def row_keys(sparse: sp.csr_matrix, dense: np.ndarray) -> list[bytes]:
@@ -194,6 +219,7 @@ def prepare_pool(space: FeatureSpace, papers: Sequence[PaperText] | Featurized,
         if pool.space is space:
             return pool
     pool = _build_pool(space, f, params)
+    pool.diffusion(params)             # the graph and operator are per pass too, not per first reader
     memo.append(pool)
     return pool
 
@@ -268,16 +294,9 @@ def sentences(text: str) -> list[str]:
     return merged
 
 
-def _paper_view(space: FeatureSpace, paper: PaperText, with_dense: bool) -> PaperView:
-    words = frozenset(tokenize(f"{paper.title} {paper.abstract}"))
-    sents = sentences(paper.abstract)
-    if len(sents) > 1:
-        xs = sp.csr_matrix(space.transform_text(sents))
-        cols = np.unique(xs.indices)
-        local = np.zeros((len(sents), len(cols)))
-        local[np.repeat(np.arange(len(sents)), np.diff(xs.indptr)), np.searchsorted(cols, xs.indices)] = xs.data
-        dense = space.dense_text(sents) if with_dense else None
-    else:
-        cols, local, dense = np.zeros(0, dtype=np.int64), np.zeros((len(sents), 0)), None
-    length = 0.02 * np.minimum(np.array([len(s.split()) for s in sents], dtype=float), 25) / 25
-    return PaperView(words, sents, cols, local, dense, length)
+def _compact(xs: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse rows -> (the columns they use, the rows dense over those columns)."""
+    cols = np.unique(xs.indices)
+    local = np.zeros((xs.shape[0], len(cols)))
+    local[np.repeat(np.arange(xs.shape[0]), np.diff(xs.indptr)), np.searchsorted(cols, xs.indices)] = xs.data
+    return cols, local

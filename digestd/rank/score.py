@@ -131,8 +131,8 @@ def _segment_max(values: np.ndarray, ptr: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _anchor_edges(sims: np.ndarray, view: Diffusion) -> sp.csr_matrix:
-    """(rows, n): an anchor's edges, by the kNN rule seen from both ends, weighted by similarity."""
+def _anchor_edges(sims: np.ndarray, view: Diffusion) -> np.ndarray:
+    """(rows, n) float32: an anchor's edges, by the kNN rule seen from both ends, weighted by similarity."""
     n = sims.shape[1]
     k = min(view.k, n)
     if k < n:
@@ -145,7 +145,7 @@ def _anchor_edges(sims: np.ndarray, view: Diffusion) -> sp.csr_matrix:
     # links (ties out: chosen on half A of citeulike-dev), and the tolerance keeps the rule from
     # depending on float32 rounding, so on which other readers share the batch.
     mask |= sims > view.kth[None, :] + TIE_TOLERANCE
-    return sp.csr_matrix(np.where(mask, np.maximum(sims, 0.0), 0.0).astype(np.float64))
+    return np.where(mask, np.maximum(sims, 0.0), 0.0).astype(np.float32)
 
 
 def _diffusion(rows: _Rows, sims: np.ndarray, view: Diffusion, b: int, n: int) -> np.ndarray:
@@ -160,14 +160,15 @@ def _diffusion(rows: _Rows, sims: np.ndarray, view: Diffusion, b: int, n: int) -
     a = view.alpha
     used, local = np.unique(rows.anchor_row, return_inverse=True)
     edges = _anchor_edges(sims[used], view)
-    deg_anchor = np.asarray(edges.sum(axis=1)).ravel()
-    e_hat = sp.csr_matrix(sp.diags(1.0 / np.sqrt(np.where(deg_anchor > 0, deg_anchor, 1.0))) @ edges)
+    deg_anchor = edges.sum(axis=1, dtype=np.float64)
+    inv_a = (1.0 / np.sqrt(np.where(deg_anchor > 0, deg_anchor, 1.0))).astype(np.float32)
     occ = (rows.anchor_reader, local)
-    weights = sp.csr_matrix((rows.anchor_weight, occ), shape=(b, len(used)))
-    counts = sp.csr_matrix((np.ones(len(local)), occ), shape=(b, len(used)))
-    deg_aug = view.deg[None, :] + (counts @ edges).toarray()              # the reader's anchors join the graph
-    inv_p = 1.0 / np.sqrt(np.where(deg_aug > 0, deg_aug, 1.0))
-    restart = ((1 - a) * inv_p * (weights @ e_hat).toarray()).astype(np.float32)
+    weights = sp.csr_matrix((rows.anchor_weight.astype(np.float32) * inv_a[local], occ), shape=(b, len(used)))
+    counts = sp.csr_matrix((np.ones(len(local), dtype=np.float32), occ), shape=(b, len(used)))
+    deg_aug = counts @ edges                                               # the reader's anchors join the graph
+    deg_aug += view.deg.astype(np.float32)[None, :]
+    restart = weights @ edges
+    restart *= np.float32(1 - a) / np.sqrt(np.where(deg_aug > 0, deg_aug, np.float32(1.0)))
     # Scaled by the pool size, so a paper's score does not shrink just because the day is busy.
     return view.apply(restart) * np.float32(n)
 
@@ -177,27 +178,29 @@ def _interest(models: Sequence[UserModel], rows: _Rows, s_sparse: np.ndarray, s_
     """Similarity to the nearest interest, from the anchors' similarities: an interest's centroid is
     the normalised weighted sum of its anchors (``fit``), so its cosine is the weighted sum of theirs
     over the sum's norm; no centroid row is multiplied with the pool."""
-    b = len(models)
-    cluster, weight, base = [], [], 0
+    cluster, base = [], 0
     k_ptr = [0]
     for m in models:
         labels = np.asarray(m.cluster_of, dtype=np.int64)
         if len(labels) != len(m.anchors):
             labels = np.zeros(len(m.anchors), dtype=np.int64)
         cluster.append(base + labels)
-        weight.append(np.asarray(m.pos_weight, dtype=float))
         base += int(labels.max()) + 1 if len(labels) else 0
         k_ptr.append(base)
     cluster_a = np.concatenate(cluster) if cluster else np.zeros(0, np.int64)
-    member = sp.csr_matrix((np.concatenate(weight) if weight else np.zeros(0),
-                            (cluster_a, np.arange(len(cluster_a)))), shape=(base, len(cluster_a)))
-    occ_sparse = rows.sparse[rows.anchor_row]
-    v = member @ occ_sparse
+    weight = np.concatenate([np.asarray(m.pos_weight, dtype=float) for m in models] or [np.zeros(0)])
+    u = rows.sparse.shape[0]
+    # Interests over the distinct rows (readers who liked the same paper share its row).
+    member = sp.csr_matrix((weight, (cluster_a, rows.anchor_row)), shape=(base, u))
+    v = member @ rows.sparse
     ns = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).ravel())
-    nd = np.linalg.norm(member @ rows.dense[rows.anchor_row].astype(np.float64), axis=1)
-    csim = (1 - mix) * (member @ s_sparse[rows.anchor_row]) / np.where(ns > 0, ns, 1.0)[:, None] \
-        + mix * (member @ s_dense[rows.anchor_row]) / np.where(nd > 0, nd, 1.0)[:, None]
-    return _segment_max(np.asarray(csim, dtype=np.float32), np.array(k_ptr), s_sparse.shape[1])
+    nd = np.linalg.norm(member @ rows.dense.astype(np.float64), axis=1)
+    scale_s = ((1 - mix) / np.where(ns > 0, ns, 1.0)).astype(np.float32)
+    scale_d = (mix / np.where(nd > 0, nd, 1.0)).astype(np.float32)
+    member = member.astype(np.float32)
+    csim = sp.diags(scale_s) @ member @ s_sparse
+    csim += sp.diags(scale_d) @ member @ s_dense
+    return _segment_max(csim, np.array(k_ptr), s_sparse.shape[1])
 
 
 # -- the batched entry points ---------------------------------------------------------------

@@ -52,11 +52,11 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
     explorers = [u for u in range(b) if explore[u] and sizes[u] > 0]
     inside = _inside_interests(models, pool, explorers)
     day = now.date().isoformat() if now is not None else ""
-    out: list[Selection] = []
+    chosen_of: list[tuple[list[int], list[bool]] | None] = []
     for u, m in enumerate(models):
         s = scores[u]
         if sizes[u] <= 0 or not allowed[u].any():
-            out.append(Selection([], NOTHING_TODAY if sizes[u] > 0 else None))
+            chosen_of.append(None)
             continue
         cut = 0.0 if min_scores[u] is None else min_scores[u]
         if m.empty:
@@ -69,6 +69,18 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
             if j is not None:
                 chosen.append(j)
                 flags.append(True)
+        chosen_of.append((chosen, flags))
+    if explain:
+        # Every picked paper's sentences vectorised at once, whoever it was picked for.
+        pool.prepare_views([i for c in chosen_of if c for i in c[0]],
+                           with_dense=any(m.coef_dense is not None for m in models))
+    out: list[Selection] = []
+    for u, (m, picked) in enumerate(zip(models, chosen_of)):
+        if picked is None:
+            out.append(Selection([], NOTHING_TODAY if sizes[u] > 0 else None))
+            continue
+        chosen, flags = picked
+        s = scores[u]
         if explain:
             picks = explain_picks(m, pool, chosen, s[chosen], flags)
         else:
