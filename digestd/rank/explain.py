@@ -6,6 +6,7 @@ vectors) is computed once per pass on the pool, however many readers it is picke
 """
 from __future__ import annotations
 
+import weakref
 from functools import lru_cache
 from typing import Sequence
 
@@ -26,6 +27,22 @@ def _keyword_words(keyword: str) -> frozenset[str]:
     return frozenset(tokenize(keyword))
 
 
+_TERM_RANK: dict[int, tuple] = {}
+
+
+def _term_rank(model: UserModel) -> dict[str, int]:
+    """Profile terms by weight (heaviest first, then alphabetical), once per model object."""
+    entry = _TERM_RANK.get(id(model))
+    if entry is None or entry[0]() is not model or entry[1] is not model.profile_terms:
+        terms = model.profile_terms
+        order = sorted(terms, key=lambda t: (-terms[t], t))
+        key = id(model)
+        entry = (weakref.ref(model, lambda _r, key=key: _TERM_RANK.pop(key, None)), terms,
+                 {t: i for i, t in enumerate(order)})
+        _TERM_RANK[key] = entry
+    return entry[2]
+
+
 def _short(title: str, limit: int = 90) -> str:
     title = " ".join(title.split())
     return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
@@ -38,7 +55,7 @@ def _anchor_sims(model: UserModel, pool: PassPool, rows: Sequence[int]) -> np.nd
         return np.zeros((len(rows), 0))
     mix = model.params.dense_mix
     keys, _ = pool.reader_rows(model)
-    s_sparse = pool.sparse_sims(keys, model.pos_sparse)[:, rows]
+    s_sparse = pool.sparse_sims_at(keys, model.pos_sparse, rows)
     dense = model.pos_dense
     s_dense = dense @ pool.feats.dense[rows].T if dense.shape[1] == pool.feats.dense.shape[1] else 0.0
     return ((1 - mix) * s_sparse + mix * s_dense).T
@@ -52,11 +69,12 @@ def explain_picks(model: UserModel, pool: PassPool, rows: Sequence[int], scores:
         return out
     sims = _anchor_sims(model, pool, rows)
     terms = model.profile_terms
+    rank = _term_rank(model)
     for i, row in enumerate(rows):
         paper = pool.papers[row]
         view = pool.view(row, with_dense=model.coef_dense is not None)
         words = view.words
-        matched = sorted(words & terms.keys(), key=lambda t: (-terms[t], t))[:MAX_TERMS]
+        matched = sorted(words & terms.keys(), key=rank.__getitem__)[:MAX_TERMS]
         because_of = because_title = None
         anchor_idx = int(np.argmax(sims[i])) if sims.shape[1] else -1
         anchor = model.anchors[anchor_idx] if anchor_idx >= 0 else None

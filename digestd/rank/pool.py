@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -92,7 +93,6 @@ class PassPool:
     _views: dict = field(default_factory=dict, repr=False)
     _sims_slot: dict = field(default_factory=dict, repr=False)
     _sims: np.ndarray | None = field(default=None, repr=False)
-    _reader_rows: dict = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
@@ -149,15 +149,16 @@ class PassPool:
                 self._sims_slot[keys[i]] = used + j
 
     def reader_rows(self, model: UserModel) -> tuple[list[bytes], list[bytes]]:
-        """Content keys of a model's anchor rows and thumbs-down rows (memoised for the pass)."""
-        entry = self._reader_rows.get(id(model))
-        if entry is None or entry[0] is not model:
-            for m in (model.pos_sparse, model.neg_sparse):
-                if not m.has_sorted_indices:
-                    m.sort_indices()       # explanations look columns up by bisection
-            entry = (model, row_keys(model.pos_sparse, model.pos_dense), row_keys(model.neg_sparse, model.neg_dense))
-            self._reader_rows[id(model)] = entry
-        return entry[1], entry[2]
+        """Content keys of a model's anchor rows and thumbs-down rows."""
+        return reader_rows(model)
+
+    def sparse_sims_at(self, keys: Sequence[bytes], rows: sp.csr_matrix, cols: Sequence[int]) -> np.ndarray:
+        """``sparse_sims(keys, rows)[:, cols]``, reading only those columns when the rows are kept."""
+        with self._lock:
+            slots = [self._sims_slot.get(k) for k in keys]
+            if all(s is not None for s in slots):
+                return self._sims[np.ix_(slots, list(cols))]
+        return self.sparse_sims(keys, rows)[:, cols]
 
     # -- per-paper caches for explanations ---------------------------------------------------
     def view(self, row: int, *, with_dense: bool) -> PaperView:
@@ -190,6 +191,24 @@ class PassPool:
             else:
                 view = PaperView(words, sents, np.zeros(0, dtype=np.int64), np.zeros((len(sents), 0)), None, length)
             self._views[r] = view
+
+
+_ROW_KEYS: dict[int, tuple] = {}
+
+
+def reader_rows(model: UserModel) -> tuple[list[bytes], list[bytes]]:
+    """Content keys of a model's anchor and thumbs-down rows, computed once per model object (a
+    model is not changed after training; calibration only sets mu, sd and threshold)."""
+    entry = _ROW_KEYS.get(id(model))
+    if entry is None or entry[0]() is not model:
+        for m in (model.pos_sparse, model.neg_sparse):
+            if not m.has_sorted_indices:
+                m.sort_indices()           # explanations look columns up by bisection
+        key = id(model)
+        ref = weakref.ref(model, lambda _r, key=key: _ROW_KEYS.pop(key, None))
+        entry = (ref, row_keys(model.pos_sparse, model.pos_dense), row_keys(model.neg_sparse, model.neg_dense))
+        _ROW_KEYS[key] = entry
+    return entry[1], entry[2]
 
 
 def row_keys(sparse: sp.csr_matrix, dense: np.ndarray) -> list[bytes]:

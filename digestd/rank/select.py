@@ -152,9 +152,15 @@ def _explore_pick(model: UserModel, s: np.ndarray, allowed: np.ndarray, chosen: 
     if inside is not None and (rest & ~inside).any():
         rest &= ~inside
     idx = np.flatnonzero(rest)
+    m = max(1, len(idx) // 5)
+    # Only the head of the upper fifth is read: sort at most what can be needed, ties included.
+    want = min(m, 10 + len(blocked))
+    if want < len(idx):
+        floor = np.partition(s[idx], len(idx) - want)[len(idx) - want]
+        idx = idx[s[idx] >= floor]
     ranked = idx[np.lexsort((idx, -s[idx]))]
-    top = ranked[: max(1, len(ranked) // 5)].tolist()
-    fresh = [i for i in top if i not in blocked]
+    top = ranked[:m].tolist()
+    fresh = [i for i in top if i not in blocked][:10]
     if not fresh:
         return None
     h = int(hashlib.sha256(f"{model.user_id}|{day}".encode()).hexdigest()[:8], 16)
