@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ..models import Pick
-from .features import tokenize
+from .features import N_FEATURES, tokenize
 from .pool import PassPool, sentences
 from .profile import UserModel
 
@@ -70,13 +70,16 @@ def explain_picks(model: UserModel, pool: PassPool, rows: Sequence[int], scores:
     sims = _anchor_sims(model, pool, rows)
     terms = model.profile_terms
     rank = _term_rank(model)
+    views = [pool.view(row, with_dense=model.coef_dense is not None) for row in rows]
+    nearest = [int(np.argmax(sims[i])) if sims.shape[1] else -1 for i in range(len(rows))]
+    highlights = _highlights(model, views, nearest)
     for i, row in enumerate(rows):
         paper = pool.papers[row]
-        view = pool.view(row, with_dense=model.coef_dense is not None)
+        view = views[i]
         words = view.words
         matched = sorted(words & terms.keys(), key=rank.__getitem__)[:MAX_TERMS]
         because_of = because_title = None
-        anchor_idx = int(np.argmax(sims[i])) if sims.shape[1] else -1
+        anchor_idx = nearest[i]
         anchor = model.anchors[anchor_idx] if anchor_idx >= 0 else None
         kw_hits = [kw for kw in model.keywords if _keyword_words(kw) and _keyword_words(kw) <= words]
         if explore_flags[i]:
@@ -98,33 +101,42 @@ def explain_picks(model: UserModel, pool: PassPool, rows: Sequence[int], scores:
         out.append(Pick(
             key=paper.key, score=float(scores[i]), reason=reason, matched_terms=matched,
             because_of=because_of, because_title=because_title,
-            highlight=_highlight(model, view, anchor_idx), explore=bool(explore_flags[i]),
+            highlight=highlights[i], explore=bool(explore_flags[i]),
         ))
     return out
 
 
-def _highlight(model: UserModel, view, anchor_idx: int) -> str | None:
-    """The abstract sentence closest to what this reader liked (the nearest anchor, plus the
-    profile's linear weights), so the mail can show *why* in the paper's own words."""
-    sents = view.sentences
-    if not sents:
-        return None
-    if len(sents) == 1 or model.empty:
-        return sents[0]
-    score = np.zeros(len(sents))
-    if anchor_idx >= 0:
-        row = model.pos_sparse
-        lo, hi = row.indptr[anchor_idx], row.indptr[anchor_idx + 1]
-        cols, vals = row.indices[lo:hi], row.data[lo:hi]
-        # The anchor's weights on the columns the sentences use (its indices are sorted).
-        at = np.searchsorted(cols, view.sent_cols)
-        at_ok = np.minimum(at, max(len(cols) - 1, 0))
-        hit = (at < len(cols)) & (cols[at_ok] == view.sent_cols) if len(cols) else np.zeros(len(view.sent_cols), bool)
-        v = np.where(hit, vals[at_ok] if len(cols) else 0.0, 0.0)
-        score += view.sent_sparse @ v
-    if model.coef_dense is not None and view.sent_dense is not None:
-        lin = view.sent_dense @ model.coef_dense
-        score += 0.1 * lin / (np.abs(lin).max() or 1.0)
+def _highlights(model: UserModel, views: list, nearest: list[int]) -> list[str | None]:
+    """Per pick, the abstract sentence closest to what this reader liked (the nearest anchor, plus
+    the profile's linear weights), so the mail can show *why* in the paper's own words.
+
+    All of a reader's picks in one pass: each sentence's TF-IDF entries looked up in its anchor's
+    row (one bisection over the reader's anchors), summed per sentence."""
+    out: list[str | None] = [v.sentences[0] if v.sentences else None for v in views]
+    todo = [i for i, v in enumerate(views) if len(v.sentences) > 1] if not model.empty else []
+    if not todo:
+        return out
+    lens = np.array([len(views[i].sentences) for i in todo])
+    starts = np.r_[0, np.cumsum(lens)[:-1]]
+    total = np.zeros(int(lens.sum()))
+    with_anchor = [(j, i) for j, i in enumerate(todo) if nearest[i] >= 0]
+    if with_anchor:
+        pos = model.pos_sparse
+        anchor_keys = np.repeat(np.arange(pos.shape[0], dtype=np.int64), np.diff(pos.indptr)) * N_FEATURES \
+            + pos.indices
+        sent = np.concatenate([views[i].sent_of + starts[j] for j, i in with_anchor])
+        query = np.concatenate([nearest[i] * N_FEATURES + views[i].sent_col for _, i in with_anchor])
+        value = np.concatenate([views[i].sent_val for _, i in with_anchor])
+        at = np.minimum(np.searchsorted(anchor_keys, query), max(len(anchor_keys) - 1, 0))
+        hit = anchor_keys[at] == query if len(anchor_keys) else np.zeros(len(query), bool)
+        total += np.bincount(sent, weights=np.where(hit, value * pos.data[at] if len(anchor_keys) else 0.0, 0.0),
+                             minlength=len(total))
+    if model.coef_dense is not None and all(views[i].sent_dense is not None for i in todo):
+        lin = np.vstack([views[i].sent_dense for i in todo]) @ model.coef_dense
+        peak = np.maximum.reduceat(np.abs(lin), starts)
+        total += 0.1 * lin / np.repeat(np.where(peak > 0, peak, 1.0), lens)
     # Prefer a sentence with substance over a fragment that happens to share one word.
-    score += view.sent_length
-    return sents[int(np.argmax(score))]
+    total += np.concatenate([views[i].sent_length for i in todo])
+    for j, i in enumerate(todo):
+        out[i] = views[i].sentences[int(np.argmax(total[starts[j]:starts[j] + lens[j]]))]
+    return out

@@ -68,8 +68,9 @@ class PaperView:
 
     words: frozenset[str]
     sentences: list[str]
-    sent_cols: np.ndarray              # hashed columns the sentences use
-    sent_sparse: np.ndarray            # (sentences, len(sent_cols)) TF-IDF rows over those columns
+    sent_of: np.ndarray                # the sentences' TF-IDF entries: sentence, hashed column, value
+    sent_col: np.ndarray
+    sent_val: np.ndarray
     sent_dense: np.ndarray | None      # (sentences, d) topic vectors, for the linear model's words
     sent_length: np.ndarray            # the "substance" bonus of each sentence
 
@@ -186,10 +187,13 @@ class PassPool:
             length = 0.02 * np.minimum(np.array([len(s.split()) for s in sents], dtype=float), 25) / 25
             if i in at:
                 lo, hi = at[i], at[i] + len(sents)
-                cols, local = _compact(xs[lo:hi])
-                view = PaperView(words, sents, cols, local, dense[lo:hi] if dense is not None else None, length)
+                part = xs[lo:hi]
+                view = PaperView(words, sents, np.repeat(np.arange(len(sents)), np.diff(part.indptr)),
+                                 part.indices.astype(np.int64), part.data,
+                                 dense[lo:hi] if dense is not None else None, length)
             else:
-                view = PaperView(words, sents, np.zeros(0, dtype=np.int64), np.zeros((len(sents), 0)), None, length)
+                empty = np.zeros(0, dtype=np.int64)
+                view = PaperView(words, sents, empty, empty, np.zeros(0), None, length)
             self._views[r] = view
 
 
@@ -311,11 +315,3 @@ def sentences(text: str) -> list[str]:
         else:
             merged.append(s)
     return merged
-
-
-def _compact(xs: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse rows -> (the columns they use, the rows dense over those columns)."""
-    cols = np.unique(xs.indices)
-    local = np.zeros((xs.shape[0], len(cols)))
-    local[np.repeat(np.arange(xs.shape[0]), np.diff(xs.indptr)), np.searchsorted(cols, xs.indices)] = xs.data
-    return cols, local
