@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import datetime as dt
 import random
 from pathlib import Path
@@ -159,3 +160,21 @@ def test_a_reader_we_know_nothing_about_gets_only_the_exploration_pick(world):
     sels = select_readers(batch, pool, scores, np.ones(scores.shape, bool), [5, 5], explore=[True, True],
                           min_scores=[None, None], now=NOW)
     assert [p.explore for p in sels[1].picks] == [True] and sels[1].note
+
+
+def test_the_exploration_draw_is_the_same_whether_all_papers_or_only_the_best_are_checked_first(world, monkeypatch):
+    select_module = importlib.import_module("digestd.rank.select")      # ``rank.select`` is the function
+    space, background, today, models = world
+    pool = prepare_pool(space, today + background[60:])
+    scores = score_readers(models, pool)
+
+    def explore_picks():
+        sels = select_readers(models, pool, scores, np.ones(scores.shape, bool), [4] * len(models),
+                              explore=[True] * len(models), min_scores=[None] * len(models), now=NOW, explain=False)
+        return [[p.key for p in s.picks if p.explore] for s in sels]
+
+    monkeypatch.setattr(select_module, "EXPLORE_SCAN", 80)        # settles early: 140 papers, few inside
+    head_first = explore_picks()
+    monkeypatch.setattr(select_module, "EXPLORE_SCAN", 10 ** 6)
+    assert head_first == explore_picks()
+    assert all(head_first)

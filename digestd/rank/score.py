@@ -19,6 +19,7 @@ Readers are processed in chunks; within one, every product is over the whole chu
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -302,6 +303,48 @@ def reader_interest(models: Sequence[UserModel], pool: PassPool) -> np.ndarray:
         mix = chunk[0].params.dense_mix
         out[idx] = _interest(chunk, rows, pool.sparse_sims(rows.keys, rows.sparse), rows.dense @ pool.dense.T, mix)
     return out
+
+
+_INTEREST_WEIGHTS: dict[int, tuple] = {}
+
+
+def _interest_weights(model: UserModel) -> tuple[np.ndarray, np.ndarray]:
+    """(interests, anchors) weights such that an interest's cosine to a paper is
+    ``ws @ sparse_sims + wd @ dense_sims`` of its anchors (see ``_interest``), once per model."""
+    entry = _INTEREST_WEIGHTS.get(id(model))
+    if entry is None or entry[0]() is not model:
+        mix = model.params.dense_mix
+        labels = np.asarray(model.cluster_of, dtype=np.int64)
+        if len(labels) != len(model.anchors):
+            labels = np.zeros(len(model.anchors), dtype=np.int64)
+        k, m = int(labels.max()) + 1, len(labels)
+        member = np.zeros((k, m))
+        member[labels, np.arange(m)] = model.pos_weight
+        ns = np.sqrt(_squared_norms(sp.csr_matrix(member) @ model.pos_sparse))
+        dense = model.pos_dense if model.pos_dense.shape[0] == m else np.zeros((m, 1))
+        nd = np.linalg.norm(member @ dense, axis=1)
+        ws = (1 - mix) * member / np.where(ns > 0, ns, 1.0)[:, None]
+        wd = mix * member / np.where(nd > 0, nd, 1.0)[:, None]
+        key = id(model)
+        entry = (weakref.ref(model, lambda _r, key=key: _INTEREST_WEIGHTS.pop(key, None)), ws, wd)
+        _INTEREST_WEIGHTS[key] = entry
+    return entry[1], entry[2]
+
+
+def _squared_norms(m: sp.csr_matrix) -> np.ndarray:
+    return np.asarray(m.multiply(m).sum(axis=1)).ravel()
+
+
+def interest_at(model: UserModel, pool: PassPool, cols: np.ndarray) -> np.ndarray:
+    """One reader's similarity to their nearest interest, at the pool rows ``cols`` only."""
+    if model.empty or not len(cols):
+        return np.zeros(len(cols))
+    ws, wd = _interest_weights(model)
+    keys, _ = pool.reader_rows(model)
+    out = ws @ pool.sparse_sims_at(keys, model.pos_sparse, cols)
+    if model.pos_dense.shape[1] == pool.feats.dense.shape[1]:
+        out += wd @ (model.pos_dense @ pool.feats.dense[cols].T)
+    return out.max(axis=0)
 
 
 # -- one reader: a batch of one --------------------------------------------------------------

@@ -21,7 +21,7 @@ from .explain import explain_picks
 from .features import FeatureSpace, Featurized
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
 from .profile import UserModel
-from .score import reader_interest, score_readers
+from .score import interest_at, score_readers
 
 NOTHING_TODAY = "Nothing relevant today"
 HEAD_EXTRA = 20               # candidates looked at beyond twice the digest size before sorting them all
@@ -49,8 +49,6 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
         allowed[u, voted] = False
     n_exploit = np.array([s - 1 if (e and s > 1) else s for s, e in zip(sizes, explore)])
     heads = _heads(scores, allowed, 2 * n_exploit + HEAD_EXTRA)
-    explorers = [u for u in range(b) if explore[u] and sizes[u] > 0]
-    inside = _inside_interests(models, pool, explorers)
     day = now.date().isoformat() if now is not None else ""
     chosen_of: list[tuple[list[int], list[bool]] | None] = []
     for u, m in enumerate(models):
@@ -65,7 +63,7 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
         chosen, blocked = _greedy(s, heads[u], allowed[u], int(n_exploit[u]), cut, pool)
         flags = [False] * len(chosen)
         if explore[u]:
-            j = _explore_pick(m, s, allowed[u], chosen, blocked, inside.get(u), day)
+            j = _explore_pick(m, pool, s, allowed[u], chosen, blocked, day)
             if j is not None:
                 chosen.append(j)
                 flags.append(True)
@@ -132,35 +130,50 @@ def _greedy(s: np.ndarray, head: np.ndarray, allowed: np.ndarray, n_exploit: int
     return chosen, blocked
 
 
-def _inside_interests(models: Sequence[UserModel], pool: PassPool, readers: list[int]) -> dict[int, np.ndarray]:
-    """For the readers who get an exploration pick: which papers are close to one of their interests."""
-    with_interests = [u for u in readers if not models[u].empty and models[u].centroids_dense.shape[0]]
-    if not with_interests:
-        return {}
-    sims = reader_interest([models[u] for u in with_interests], pool)
-    return {u: sims[j] >= models[u].params.cluster_threshold for j, u in enumerate(with_interests)}
+EXPLORE_SCAN = 200            # papers whose closeness to the reader's interests is computed first
 
 
-def _explore_pick(model: UserModel, s: np.ndarray, allowed: np.ndarray, chosen: list[int], blocked: set[int],
-                  inside: np.ndarray | None, day: str) -> int | None:
-    """A reasonably good paper outside the reader's known interests: from the upper fifth of the
-    remaining ranking (where the linear model still sees something), not a random paper."""
+def _explore_pick(model: UserModel, pool: PassPool, s: np.ndarray, allowed: np.ndarray, chosen: list[int],
+                  blocked: set[int], day: str) -> int | None:
+    """A reasonably good paper outside the reader's known interests: from the upper fifth (by score)
+    of the remaining papers outside every interest (of all remaining ones if none is outside),
+    where the linear model still sees something, rather than a random paper.
+
+    Only the head of that fifth is read, so closeness to the interests is computed for the best
+    ``EXPLORE_SCAN`` remaining papers first; the rest only when those do not settle the draw."""
     rest = allowed.copy()
     rest[chosen] = False
     if not rest.any():
         return None
-    if inside is not None and (rest & ~inside).any():
-        rest &= ~inside
     idx = np.flatnonzero(rest)
+    need = 10 + len(blocked)                  # the draw reads the first 10 fresh papers of the fifth
+    if not model.empty and model.centroids_dense.shape[0]:
+        head = _ranked(idx, s, min(len(idx), EXPLORE_SCAN))
+        outside = head[~(interest_at(model, pool, head) >= model.params.cluster_threshold)]
+        # Settled when every paper was looked at, or when the outside ones seen already make the
+        # fifth at least ``need`` long (there are at least that many outside papers).
+        if len(head) < len(idx) and len(outside) // 5 < need:
+            everything = _ranked(idx, s, len(idx))
+            outside = everything[~(interest_at(model, pool, everything) >= model.params.cluster_threshold)]
+            head = everything
+        if len(outside):
+            m = max(1, len(outside) // 5) if len(head) == len(idx) else len(outside) // 5
+            return _draw(model, [i for i in outside[:m].tolist() if i not in blocked][:10], day)
     m = max(1, len(idx) // 5)
-    # Only the head of the upper fifth is read: sort at most what can be needed, ties included.
-    want = min(m, 10 + len(blocked))
+    ranked = _ranked(idx, s, min(m, need))
+    return _draw(model, [i for i in ranked[:m].tolist() if i not in blocked][:10], day)
+
+
+def _ranked(idx: np.ndarray, s: np.ndarray, want: int) -> np.ndarray:
+    """The best ``want`` of ``idx`` by score (ties at the edge included), best first, ties by row."""
     if want < len(idx):
         floor = np.partition(s[idx], len(idx) - want)[len(idx) - want]
         idx = idx[s[idx] >= floor]
-    ranked = idx[np.lexsort((idx, -s[idx]))]
-    top = ranked[:m].tolist()
-    fresh = [i for i in top if i not in blocked][:10]
+    return idx[np.lexsort((idx, -s[idx]))]
+
+
+def _draw(model: UserModel, fresh: list[int], day: str) -> int | None:
+    """Seeded by reader and day, so a re-render shows the same digest."""
     if not fresh:
         return None
     h = int(hashlib.sha256(f"{model.user_id}|{day}".encode()).hexdigest()[:8], 16)
