@@ -21,7 +21,7 @@ from .explain import explain_picks
 from .features import FeatureSpace, Featurized
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
 from .profile import UserModel
-from .score import interest_at, score_readers
+from .score import interest_at, prime_interest_weights, score_readers
 
 NOTHING_TODAY = "Nothing relevant today"
 HEAD_EXTRA = 20               # candidates looked at beyond twice the digest size before sorting them all
@@ -49,6 +49,7 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
         allowed[u, voted] = False
     n_exploit = np.array([s - 1 if (e and s > 1) else s for s, e in zip(sizes, explore)])
     heads = _heads(scores, allowed, 2 * n_exploit + HEAD_EXTRA)
+    prime_interest_weights([m for m, e, size in zip(models, explore, sizes) if e and size > 0])
     day = now.date().isoformat() if now is not None else ""
     chosen_of: list[tuple[list[int], list[bool]] | None] = []
     for u, m in enumerate(models):
