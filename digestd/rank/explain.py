@@ -1,31 +1,46 @@
 """Reasons a person can check: the liked paper a pick is closest to, the words that matched, and the
-one sentence of the abstract that speaks to this reader. Pure."""
+one sentence of the abstract that speaks to this reader. Pure.
+
+Only the picks are explained, and what a paper needs for it (its words, its sentences and their
+vectors) is computed once per pass on the pool, however many readers it is picked for.
+"""
 from __future__ import annotations
 
-import re
+import weakref
+from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
-from sklearn.preprocessing import normalize
 
 from ..models import Pick
-from .features import FeatureSpace, Featurized, compact_dense, tokenize
+from .features import N_FEATURES, tokenize
+from .pool import PassPool, sentences
 from .profile import UserModel
 
-# Split after . ! ? followed by a space and an uppercase letter / digit; keeps "e.g. the" together.
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
-_ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|et al|vs|Fig|Eq|cf|approx)\.)$", re.IGNORECASE)
 MAX_TERMS = 5
 
+__all__ = ["MAX_TERMS", "explain_picks", "sentences"]
 
-def sentences(text: str) -> list[str]:
-    parts = [s.strip() for s in _SENT.split(" ".join((text or "").split())) if s.strip()]
-    merged: list[str] = []
-    for s in parts:
-        if merged and _ABBREV.search(merged[-1]):
-            merged[-1] = f"{merged[-1]} {s}"
-        else:
-            merged.append(s)
-    return merged
+
+@lru_cache(maxsize=65536)
+def _keyword_words(keyword: str) -> frozenset[str]:
+    return frozenset(tokenize(keyword))
+
+
+_TERM_RANK: dict[int, tuple] = {}
+
+
+def _term_rank(model: UserModel) -> dict[str, int]:
+    """Profile terms by weight (heaviest first, then alphabetical), once per model object."""
+    entry = _TERM_RANK.get(id(model))
+    if entry is None or entry[0]() is not model or entry[1] is not model.profile_terms:
+        terms = model.profile_terms
+        order = sorted(terms, key=lambda t: (-terms[t], t))
+        key = id(model)
+        entry = (weakref.ref(model, lambda _r, key=key: _TERM_RANK.pop(key, None)), terms,
+                 {t: i for i, t in enumerate(order)})
+        _TERM_RANK[key] = entry
+    return entry[2]
 
 
 def _short(title: str, limit: int = 90) -> str:
@@ -33,25 +48,40 @@ def _short(title: str, limit: int = 90) -> str:
     return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
 
 
-def explain(model: UserModel, space: FeatureSpace, picked: Featurized, scores: np.ndarray,
-            explore_flags: list[bool]) -> list[Pick]:
-    """One ``Pick`` per row of ``picked``, with reason, matched terms, closest anchor and highlight."""
-    out: list[Pick] = []
-    if len(picked) == 0:
-        return out
+def _anchor_sims(model: UserModel, pool: PassPool, rows: Sequence[int]) -> np.ndarray:
+    """(picks, anchors): blended similarity of each pick to each of the reader's anchors, read from
+    the similarities scoring computed (the pool keeps them by anchor content)."""
+    if model.empty or not len(rows):
+        return np.zeros((len(rows), 0))
     mix = model.params.dense_mix
-    if model.empty:
-        sims = np.zeros((len(picked), 0))
-    else:
-        sims = (1 - mix) * picked.sparse_dot(model.pos_sparse) + mix * (picked.dense @ model.pos_dense.T)
-    for i, paper in enumerate(picked.papers):
-        words = set(tokenize(f"{paper.title} {paper.abstract}"))
-        matched = sorted((t for t in words if t in model.profile_terms),
-                         key=lambda t: (-model.profile_terms[t], t))[:MAX_TERMS]
+    keys, _ = pool.reader_rows(model)
+    s_sparse = pool.sparse_sims_at(keys, model.pos_sparse, rows)
+    dense = model.pos_dense
+    s_dense = dense @ pool.feats.dense[rows].T if dense.shape[1] == pool.feats.dense.shape[1] else 0.0
+    return ((1 - mix) * s_sparse + mix * s_dense).T
+
+
+def explain_picks(model: UserModel, pool: PassPool, rows: Sequence[int], scores: np.ndarray,
+                  explore_flags: Sequence[bool]) -> list[Pick]:
+    """One ``Pick`` per pool row in ``rows``, with reason, matched terms, closest anchor and highlight."""
+    out: list[Pick] = []
+    if not len(rows):
+        return out
+    sims = _anchor_sims(model, pool, rows)
+    terms = model.profile_terms
+    rank = _term_rank(model)
+    views = [pool.view(row, with_dense=model.coef_dense is not None) for row in rows]
+    nearest = [int(np.argmax(sims[i])) if sims.shape[1] else -1 for i in range(len(rows))]
+    highlights = _highlights(model, views, nearest)
+    for i, row in enumerate(rows):
+        paper = pool.papers[row]
+        view = views[i]
+        words = view.words
+        matched = sorted(words & terms.keys(), key=rank.__getitem__)[:MAX_TERMS]
         because_of = because_title = None
-        anchor_idx = int(np.argmax(sims[i])) if sims.shape[1] else -1
+        anchor_idx = nearest[i]
         anchor = model.anchors[anchor_idx] if anchor_idx >= 0 else None
-        kw_hits = [kw for kw in model.keywords if set(tokenize(kw)) and set(tokenize(kw)) <= words]
+        kw_hits = [kw for kw in model.keywords if _keyword_words(kw) and _keyword_words(kw) <= words]
         if explore_flags[i]:
             reason = "To explore: outside your usual topics, so your digest can learn what else you like"
         elif anchor is not None and anchor.kind in ("vote", "seed"):
@@ -71,30 +101,42 @@ def explain(model: UserModel, space: FeatureSpace, picked: Featurized, scores: n
         out.append(Pick(
             key=paper.key, score=float(scores[i]), reason=reason, matched_terms=matched,
             because_of=because_of, because_title=because_title,
-            highlight=_highlight(model, space, paper.abstract, anchor_idx), explore=explore_flags[i],
+            highlight=highlights[i], explore=bool(explore_flags[i]),
         ))
     return out
 
 
-def _highlight(model: UserModel, space: FeatureSpace, abstract: str, anchor_idx: int) -> str | None:
-    """The abstract sentence closest to what this reader liked (the nearest anchor, plus the
-    profile's linear weights), so the mail can show *why* in the paper's own words."""
-    sents = sentences(abstract)
-    if not sents:
-        return None
-    if len(sents) == 1 or model.empty:
-        return sents[0]
-    xs = space.transform_text(sents)
-    score = np.zeros(len(sents))
-    if anchor_idx >= 0:
-        sent_rows, anchor_row = compact_dense(xs, model.pos_sparse[anchor_idx])
-        score += sent_rows @ anchor_row[0]
-    if model.coef_dense is not None:
-        lin = space.dense_text(sents) @ model.coef_dense
-        score += 0.1 * lin / (np.abs(lin).max() or 1.0)
+def _highlights(model: UserModel, views: list, nearest: list[int]) -> list[str | None]:
+    """Per pick, the abstract sentence closest to what this reader liked (the nearest anchor, plus
+    the profile's linear weights), so the mail can show *why* in the paper's own words.
+
+    All of a reader's picks in one pass: each sentence's TF-IDF entries looked up in its anchor's
+    row (one bisection over the reader's anchors), summed per sentence."""
+    out: list[str | None] = [v.sentences[0] if v.sentences else None for v in views]
+    todo = [i for i, v in enumerate(views) if len(v.sentences) > 1] if not model.empty else []
+    if not todo:
+        return out
+    lens = np.array([len(views[i].sentences) for i in todo])
+    starts = np.r_[0, np.cumsum(lens)[:-1]]
+    total = np.zeros(int(lens.sum()))
+    with_anchor = [(j, i) for j, i in enumerate(todo) if nearest[i] >= 0]
+    if with_anchor:
+        pos = model.pos_sparse
+        anchor_keys = np.repeat(np.arange(pos.shape[0], dtype=np.int64), np.diff(pos.indptr)) * N_FEATURES \
+            + pos.indices
+        sent = np.concatenate([views[i].sent_of + starts[j] for j, i in with_anchor])
+        query = np.concatenate([nearest[i] * N_FEATURES + views[i].sent_col for _, i in with_anchor])
+        value = np.concatenate([views[i].sent_val for _, i in with_anchor])
+        at = np.minimum(np.searchsorted(anchor_keys, query), max(len(anchor_keys) - 1, 0))
+        hit = anchor_keys[at] == query if len(anchor_keys) else np.zeros(len(query), bool)
+        total += np.bincount(sent, weights=np.where(hit, value * pos.data[at] if len(anchor_keys) else 0.0, 0.0),
+                             minlength=len(total))
+    if model.coef_dense is not None and all(views[i].sent_dense is not None for i in todo):
+        lin = np.vstack([views[i].sent_dense for i in todo]) @ model.coef_dense
+        peak = np.maximum.reduceat(np.abs(lin), starts)
+        total += 0.1 * lin / np.repeat(np.where(peak > 0, peak, 1.0), lens)
     # Prefer a sentence with substance over a fragment that happens to share one word.
-    score += 0.02 * np.minimum(np.array([len(s.split()) for s in sents]), 25) / 25
-    return sents[int(np.argmax(score))]
-
-
-__all__ = ["explain", "sentences", "normalize"]
+    total += np.concatenate([views[i].sent_length for i in todo])
+    for j, i in enumerate(todo):
+        out[i] = views[i].sentences[int(np.argmax(total[starts[j]:starts[j] + lens[j]]))]
+    return out

@@ -31,6 +31,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorize
 from sklearn.preprocessing import normalize
 
 from ..models import PaperText
+from .texts import paper_text_plain  # noqa: F401  (re-exported: the encoder's text of a paper)
 
 N_FEATURES = 2 ** 20
 MAX_TOPIC_TERMS = 20_000      # measured: beyond the 20k most frequent terms LSA gains nothing, costs 2x
@@ -281,10 +282,6 @@ def compact_dense(*mats: sp.csr_matrix) -> list[np.ndarray]:
         d[rows, np.searchsorted(cols, m.indices)] = m.data
         out.append(d)
     return out
-
-
-def paper_text_plain(p: PaperText) -> str:
-    return f"{p.title}. {p.abstract or ''}".strip()
 
 
 @dataclass

@@ -26,7 +26,8 @@ from ..models import PaperText, ProfileInput
 from .features import N_FEATURES, FeatureSpace, Featurized, featurize, space_dim
 from .interests import centroids, cluster, gram_blocks
 from .logistic import SharedNegatives, fit_logistic
-from .profile import DEFAULT_PARAMS, Anchor, Params, UserModel, calibrate
+from .profile import DEFAULT_PARAMS, Anchor, Params, UserModel
+from .score import calibrate
 from .terms import profile_terms, text_key
 
 CHUNK = 512               # readers whose dense intermediate arrays are held at once

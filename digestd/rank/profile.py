@@ -1,14 +1,16 @@
-"""A user's interest profile, learned from what they told us. Pure: no I/O, no clock (``now`` is passed).
+"""A reader's interest profile: the knobs, and the model learned from what the reader told us.
 
-The score of a paper blends three views, each standardised against the user's own background
+Training is ``rank.fit`` (anchors, interests, the linear model, the profile terms); scoring and
+calibration against the background are ``rank.score``. Pure: no I/O, no clock (``now`` is passed).
+
+The score of a paper blends views, each standardised against the reader's own background
 (unvoted papers), so a score means "how many background standard deviations above a typical paper",
 comparable from one day to the next:
 
-* ``interest``: similarity to the nearest *interest* (a cluster of liked papers) and to the nearest
-  individual liked papers. Max-over-interests is what keeps "retrieval + protein folding" two peaks
-  instead of one blurred average that matches neither.
+* ``diffusion``: relevance spread from the liked papers through the day's neighbour graph;
+* ``interest``: similarity to the nearest *interest* (a cluster of liked papers);
 * ``linear``: a logistic regression, liked vs. (disliked, heavier) + (sampled unvoted, lighter):
-  it learns which words separate this reader's papers from the stream, not just what they contain.
+  it learns which words separate this reader's papers from the stream, not just what they contain;
 * ``dislike``: similarity to thumbs-downed papers, subtracted.
 
 Newer votes weigh more (exponential decay with ``half_life_days``), so the profile drifts with its owner.
@@ -17,13 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-
-from ..models import PaperText
-from .features import FeatureSpace, Featurized, featurize, knn_graph
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ class Params:
     C: float = 1.0                     # logistic regression: inverse regularisation
     cluster_threshold: float = 0.35    # cosine above which two liked papers share one interest
     dense_mix: float = 0.5             # weight of the topic (dense) view vs exact words in similarities
-    graph_k: int = 50                  # neighbours per paper in the diffusion graph
+    graph_k: int = 60                  # neighbours per paper in the diffusion graph (50 before the shared operator; 60 chosen on half A)
     alpha: float = 0.8                 # diffusion: probability of following an edge vs jumping back home
     iterations: int = 20
     w_diffusion: float = 1.0
@@ -92,119 +90,3 @@ class UserModel:
     @property
     def empty(self) -> bool:
         return len(self.anchors) == 0
-
-
-def calibrate(model: UserModel, space: FeatureSpace, background: Sequence[PaperText] | Featurized) -> UserModel:
-    """The per-background part of training, in place: standardise each score component on the
-    background, then put the relevance threshold at a high quantile of the background's blended
-    score. A thin day thus yields few picks. The background's neighbour graph is memoised on a
-    shared ``Featurized``, so calibrating many users against one background pays for it once."""
-    if model.empty:
-        return model
-    bg = featurize(space, background)
-    if len(bg):
-        model.mu, model.sd = {}, {}
-        raw = component_scores(model, bg)
-        for name, v in raw.items():
-            model.mu[name] = float(np.mean(v))
-            model.sd[name] = float(np.std(v)) or 1.0
-        total = blend(model, raw)
-        model.threshold = float(np.quantile(total, model.params.threshold_quantile))
-    return model
-
-
-def component_scores(model: UserModel, pool: Featurized) -> dict[str, np.ndarray]:
-    """Raw (unstandardised) score components for every paper of ``pool``.
-
-    ``diffusion`` is a personalised PageRank on the pool's k-nearest-neighbour graph with the
-    user's anchors added as nodes: relevance flows from liked papers to their neighbours and on
-    to *their* neighbours, so a paper that shares no words with a liked one but sits in the same
-    neighbourhood still surfaces. With five likes, this beats any single similarity.
-    """
-    p = model.params
-    n = len(pool)
-    if model.empty or n == 0:
-        return {"interest": np.zeros(n)}
-    mix = p.dense_mix
-    out: dict[str, np.ndarray] = {}
-    sims = (1 - mix) * pool.sparse_dot(model.pos_sparse) + mix * (pool.dense @ model.pos_dense.T)
-    out["diffusion"] = _diffuse(model, pool, sims)
-    csims = (1 - mix) * pool.sparse_dot(model.centroids_sparse) + mix * (pool.dense @ model.centroids_dense.T)
-    out["interest"] = csims.max(axis=1)          # nearest interest, not the blur of all of them
-    if model.coef_dense is not None:
-        out["linear"] = pool.dense @ model.coef_dense + model.intercept
-    out["hub"] = _pool_graph(pool, p)[2]
-    if model.neg_sparse.shape[0]:
-        nsims = (1 - mix) * pool.sparse_dot(model.neg_sparse) + mix * (pool.dense @ model.neg_dense.T)
-        out["dislike"] = nsims.max(axis=1)
-    return out
-
-
-def _diffuse(model: UserModel, pool: Featurized, sims: np.ndarray) -> np.ndarray:
-    """Personalised PageRank on the pool graph augmented with the anchors as extra nodes.
-
-    Same walk as building the (n+m)-node graph explicitly, but solved block-wise: the anchors only
-    touch the pool, so adding them rescales the pool's symmetric normalisation by a per-node factor
-    and contributes one dense (n, m) block. The pool's normalised graph is memoised with the pool,
-    so a user costs ``iterations`` sparse mat-vecs, a few milliseconds for thousands of papers.
-    """
-    p = model.params
-    n, m = sims.shape                              # pool size, anchors
-    graph, kth, deg = _pool_graph(pool, p)
-    k = min(p.graph_k, n)
-    # Anchor edges: an anchor links to its k nearest pool papers, and a pool paper links to an
-    # anchor that is closer than its own k-th neighbour (the kNN rule, seen from both ends).
-    if k < n:
-        top = np.argpartition(-sims, k - 1, axis=0)[:k]
-        mask = np.zeros_like(sims, dtype=bool)
-        np.put_along_axis(mask, top, True, axis=0)
-    else:
-        mask = np.ones_like(sims, dtype=bool)
-    mask |= sims >= kth[:, None]
-    e = np.where(mask, np.maximum(sims, 0.0), 0.0)                    # (n, m)
-    deg_pool = deg + e.sum(axis=1)
-    deg_anchor = e.sum(axis=0)
-    inv_p = 1.0 / np.sqrt(np.where(deg_pool > 0, deg_pool, 1.0))
-    inv_a = 1.0 / np.sqrt(np.where(deg_anchor > 0, deg_anchor, 1.0))
-    e_norm = e * inv_p[:, None] * inv_a[None, :]                      # D_p^-1/2 E D_a^-1/2
-    w = model.pos_weight / model.pos_weight.sum()
-    fp = np.zeros(n)
-    fa = w.copy()
-    a = p.alpha
-    for _ in range(p.iterations):
-        # graph @ (inv_p * fp) * inv_p is the pool block of D^-1/2 A D^-1/2 with the new degrees
-        fp_new = a * (inv_p * (graph @ (inv_p * fp)) + e_norm @ fa)
-        fa = (1 - a) * w + a * (e_norm.T @ fp)
-        fp = fp_new
-    # Scaled by the pool size, so a paper's score does not shrink just because the day is busy.
-    return fp * n
-
-
-def _pool_graph(pool: Featurized, p: Params):
-    key = ("deg", p.graph_k, p.dense_mix)
-    cache = pool.__dict__.setdefault("_graphs", {})
-    if key not in cache:
-        graph, kth = knn_graph(pool, p.graph_k, p.dense_mix)
-        cache[key] = (graph, kth, np.asarray(graph.sum(axis=1)).ravel())
-    return cache[key]
-
-
-def blend(model: UserModel, raw: dict[str, np.ndarray]) -> np.ndarray:
-    p = model.params
-    weights = {"diffusion": p.w_diffusion, "interest": p.w_interest, "linear": p.w_linear,
-               "hub": -p.w_hub, "dislike": -p.w_dislike}
-    total = None
-    for name, v in raw.items():
-        z = (v - model.mu.get(name, 0.0)) / model.sd.get(name, 1.0)
-        part = weights[name] * z
-        total = part if total is None else total + part
-    return total
-
-
-def score(model: UserModel, space: FeatureSpace, papers: Sequence[PaperText] | Featurized) -> np.ndarray:
-    """Calibrated scores (0 = the user's relevance threshold; higher is better)."""
-    f = featurize(space, papers)
-    if model.empty or len(f) == 0:
-        return np.zeros(len(f))
-    return blend(model, component_scores(model, f)) - model.threshold
-

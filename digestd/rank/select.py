@@ -1,21 +1,32 @@
-"""Choose a digest from the day's candidates. Pure: scores in, picks out."""
+"""Choose digests from the day's scores. Pure: scores in, picks out, many readers at once.
+
+The rules, per reader: never an ineligible paper nor one the reader voted on or listed; best first
+down to the threshold (0, or the reader's ``min_score``; nothing at all for a reader we know nothing
+about); near-duplicates (cosine >= ``DUPLICATE_COSINE`` in the exact-words view, or the same title)
+collapsed into the first; and, with ``explore``, one clearly marked pick outside the reader's
+interests from the upper part of the rest, drawn with a seed of reader and day so a re-render
+shows the same digest.
+"""
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from ..models import Pick, PaperText
-from .explain import explain
-from .features import FeatureSpace, Featurized, compact_dense, featurize, normalise_text
-from .profile import UserModel, blend, component_scores
+from .explain import explain_picks
+from .features import FeatureSpace, Featurized
+from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
+from .profile import UserModel
+from .score import interest_at, prime_interest_weights, score_readers
 
-DUPLICATE_COSINE = 0.85        # two rows this close are the same work (two sources, two versions)
 NOTHING_TODAY = "Nothing relevant today"
+HEAD_EXTRA = 20               # candidates looked at beyond twice the digest size before sorting them all
+
+__all__ = ["DUPLICATE_COSINE", "NOTHING_TODAY", "Selection", "select", "select_readers"]
 
 
 @dataclass
@@ -24,18 +35,153 @@ class Selection:
     note: str | None = None
 
 
-def _title_key(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", " ", normalise_text(title)).strip()
+def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarray, eligible: np.ndarray,
+                   sizes: Sequence[int], *, explore: Sequence[bool], min_scores: Sequence[float | None],
+                   now: dt.datetime | None, explain: bool = True) -> list[Selection]:
+    """One ``Selection`` per reader: up to ``sizes[u]`` picks from the papers ``eligible[u]`` allows.
+
+    ``scores``: ``score_readers(models, pool)``. ``min_scores[u]``: None = the reader's calibrated
+    threshold (0); ``float("-inf")`` = no cut (full ranking). ``now`` seeds the exploration draw."""
+    b, n = scores.shape
+    allowed = np.array(eligible, dtype=bool, copy=True)
+    for u, m in enumerate(models):
+        voted = [pool.index[k] for k in m.known_keys if k in pool.index]
+        allowed[u, voted] = False
+    n_exploit = np.array([s - 1 if (e and s > 1) else s for s, e in zip(sizes, explore)])
+    heads = _heads(scores, allowed, 2 * n_exploit + HEAD_EXTRA)
+    prime_interest_weights([m for m, e, size in zip(models, explore, sizes) if e and size > 0])
+    day = now.date().isoformat() if now is not None else ""
+    chosen_of: list[tuple[list[int], list[bool]] | None] = []
+    for u, m in enumerate(models):
+        s = scores[u]
+        if sizes[u] <= 0 or not allowed[u].any():
+            chosen_of.append(None)
+            continue
+        cut = 0.0 if min_scores[u] is None else min_scores[u]
+        if m.empty:
+            # Nothing known about the reader yet: no relevance, only exploration can be offered.
+            cut = float("inf") if min_scores[u] is None else min_scores[u]
+        chosen, blocked = _greedy(s, heads[u], allowed[u], int(n_exploit[u]), cut, pool)
+        flags = [False] * len(chosen)
+        if explore[u]:
+            j = _explore_pick(m, pool, s, allowed[u], chosen, blocked, day)
+            if j is not None:
+                chosen.append(j)
+                flags.append(True)
+        chosen_of.append((chosen, flags))
+    if explain:
+        # Every picked paper's sentences vectorised at once, whoever it was picked for.
+        pool.prepare_views([i for c in chosen_of if c for i in c[0]],
+                           with_dense=any(m.coef_dense is not None for m in models))
+    out: list[Selection] = []
+    for u, (m, picked) in enumerate(zip(models, chosen_of)):
+        if picked is None:
+            out.append(Selection([], NOTHING_TODAY if sizes[u] > 0 else None))
+            continue
+        chosen, flags = picked
+        s = scores[u]
+        if explain:
+            picks = explain_picks(m, pool, chosen, s[chosen], flags)
+        else:
+            picks = [Pick(key=pool.papers[i].key, score=float(s[i]), reason="", explore=fl)
+                     for i, fl in zip(chosen, flags)]
+        out.append(Selection(picks, None if any(not fl for fl in flags) else NOTHING_TODAY))
+    return out
 
 
-def rank_scores(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText] | Featurized) -> np.ndarray:
-    """Calibrated scores for every candidate: 0 is the user's relevance threshold."""
-    f = featurize(space, candidates)
-    if model.empty or len(f) == 0:
-        return np.zeros(len(f))
-    return blend(model, component_scores(model, f)) - model.threshold
+def _heads(scores: np.ndarray, allowed: np.ndarray, want: np.ndarray) -> list[np.ndarray]:
+    """Per reader, the eligible papers at or above their ``want``-th best score, best first (ties
+    by row): one argpartition over the batch instead of a full sort per reader."""
+    b, n = scores.shape
+    masked = np.where(allowed, scores, -np.inf)
+    t = int(min(n, max(want.max(initial=1), 1)))
+    if t < n:
+        part = np.argpartition(-masked, t - 1, axis=1)[:, :t]
+        floor = np.take_along_axis(masked, part, axis=1).min(axis=1)
+    else:
+        floor = np.full(b, -np.inf)
+    rows, cols = np.nonzero((masked >= floor[:, None]) & allowed)
+    order = np.lexsort((cols, -masked[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    bounds = np.searchsorted(rows, np.arange(b + 1))
+    return [cols[bounds[u]:bounds[u + 1]] for u in range(b)]
 
 
+def _greedy(s: np.ndarray, head: np.ndarray, allowed: np.ndarray, n_exploit: int, cut: float,
+            pool: PassPool) -> tuple[list[int], set[int]]:
+    """Best first, skipping duplicates of what is already chosen, until full or below the cut."""
+    for candidates in (head, None):
+        if candidates is None:
+            # The head ran out before the digest was full: the rest, in the same order.
+            idx = np.flatnonzero(allowed)
+            candidates = idx[np.lexsort((idx, -s[idx]))]
+        chosen: list[int] = []
+        blocked: set[int] = set()
+        stopped = False
+        for i in candidates.tolist():
+            if len(chosen) >= n_exploit or s[i] < cut:
+                stopped = True
+                break
+            if i in blocked:
+                continue
+            chosen.append(i)
+            blocked.update(pool.duplicates[i])
+        if stopped or len(chosen) >= n_exploit or len(candidates) == int(allowed.sum()):
+            return chosen, blocked
+    return chosen, blocked
+
+
+EXPLORE_SCAN = 200            # papers whose closeness to the reader's interests is computed first
+
+
+def _explore_pick(model: UserModel, pool: PassPool, s: np.ndarray, allowed: np.ndarray, chosen: list[int],
+                  blocked: set[int], day: str) -> int | None:
+    """A reasonably good paper outside the reader's known interests: from the upper fifth (by score)
+    of the remaining papers outside every interest (of all remaining ones if none is outside),
+    where the linear model still sees something, rather than a random paper.
+
+    Only the head of that fifth is read, so closeness to the interests is computed for the best
+    ``EXPLORE_SCAN`` remaining papers first; the rest only when those do not settle the draw."""
+    rest = allowed.copy()
+    rest[chosen] = False
+    if not rest.any():
+        return None
+    idx = np.flatnonzero(rest)
+    need = 10 + len(blocked)                  # the draw reads the first 10 fresh papers of the fifth
+    if not model.empty and model.centroids_dense.shape[0]:
+        head = _ranked(idx, s, min(len(idx), EXPLORE_SCAN))
+        outside = head[~(interest_at(model, pool, head) >= model.params.cluster_threshold)]
+        # Settled when every paper was looked at, or when the outside ones seen already make the
+        # fifth at least ``need`` long (there are at least that many outside papers).
+        if len(head) < len(idx) and len(outside) // 5 < need:
+            everything = _ranked(idx, s, len(idx))
+            outside = everything[~(interest_at(model, pool, everything) >= model.params.cluster_threshold)]
+            head = everything
+        if len(outside):
+            m = max(1, len(outside) // 5) if len(head) == len(idx) else len(outside) // 5
+            return _draw(model, [i for i in outside[:m].tolist() if i not in blocked][:10], day)
+    m = max(1, len(idx) // 5)
+    ranked = _ranked(idx, s, min(m, need))
+    return _draw(model, [i for i in ranked[:m].tolist() if i not in blocked][:10], day)
+
+
+def _ranked(idx: np.ndarray, s: np.ndarray, want: int) -> np.ndarray:
+    """The best ``want`` of ``idx`` by score (ties at the edge included), best first, ties by row."""
+    if want < len(idx):
+        floor = np.partition(s[idx], len(idx) - want)[len(idx) - want]
+        idx = idx[s[idx] >= floor]
+    return idx[np.lexsort((idx, -s[idx]))]
+
+
+def _draw(model: UserModel, fresh: list[int], day: str) -> int | None:
+    """Seeded by reader and day, so a re-render shows the same digest."""
+    if not fresh:
+        return None
+    h = int(hashlib.sha256(f"{model.user_id}|{day}".encode()).hexdigest()[:8], 16)
+    return fresh[h % min(len(fresh), 10)]
+
+
+# -- one reader: a batch of one --------------------------------------------------------------
 def select(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText] | Featurized, size: int, *,
            exclude: Iterable[str] = frozenset(), explore: bool = True, min_score: float | None = None,
            now: dt.datetime | None = None, explain_picks: bool = True) -> Selection:
@@ -45,98 +191,9 @@ def select(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText
     ``explore``: reserve one slot for a clearly marked exploration pick outside the known interests.
     ``now`` seeds the exploration draw, so one user's digest for one day is reproducible.
     """
-    f = featurize(space, candidates)
-    exclude = set(exclude) | set(model.known_keys)
-    # Score the whole pool (its neighbour graph is shared with other users), then drop exclusions.
-    scores_all = rank_scores(model, space, f)
-    keep = [i for i, p in enumerate(f.papers) if p.key not in exclude]
-    f = f.subset(keep)
-    scores = scores_all[keep]
-    if size <= 0 or len(f) == 0:
-        return Selection([], NOTHING_TODAY if size > 0 else None)
-    cut = 0.0 if min_score is None else min_score
-    cold = model.empty
-    if cold:
-        # Nothing known about the user yet: no relevance, only exploration can be offered.
-        cut = float("inf") if min_score is None else min_score
-    n_exploit = size - 1 if (explore and size > 1) else size
-    order = np.argsort(-scores, kind="stable")
-
-    chosen: list[int] = []
-    seen_titles: set[str] = set()
-    # Cosines among the head of the ranking in one product, so the duplicate check is a lookup.
-    head = order[: min(len(order), 2 * n_exploit + 20)]
-    (hd,) = compact_dense(f.sparse[head])
-    gram = hd @ hd.T
-    at = {int(i): r for r, i in enumerate(head)}
-    for i in order:
-        if len(chosen) >= n_exploit or scores[i] < cut:
-            break
-        if i in at and all(c in at for c in chosen):
-            dup = _title_key(f.papers[i].title) in seen_titles or \
-                bool(chosen and gram[at[int(i)], [at[c] for c in chosen]].max() >= DUPLICATE_COSINE)
-        else:
-            dup = _is_duplicate(f, i, chosen, seen_titles)
-        if dup:
-            continue
-        chosen.append(int(i))
-        seen_titles.add(_title_key(f.papers[i].title))
-
-    flags = [False] * len(chosen)
-    if explore:
-        j = _explore_pick(model, f, scores, chosen, seen_titles, now)
-        if j is not None:
-            chosen.append(j)
-            flags.append(True)
-
-    picked = f.subset(chosen)
-    if explain_picks:
-        picks = explain(model, space, picked, scores[chosen], flags)
-    else:
-        picks = [Pick(key=p.key, score=float(scores[i]), reason="", explore=fl)
-                 for p, i, fl in zip(picked.papers, chosen, flags)]
-    note = None if any(not fl for fl in flags) else NOTHING_TODAY
-    return Selection(picks, note)
-
-
-def _is_duplicate(f: Featurized, i: int, chosen: list[int], seen_titles: set[str]) -> bool:
-    if _title_key(f.papers[i].title) in seen_titles:
-        return True
-    if not chosen:
-        return False
-    # Dense over just the columns these few rows use: scipy's elementwise ops on 2^20 columns
-    # allocate full-width index arrays, which made this check most of the selection time.
-    rows, row = compact_dense(f.sparse[chosen], f.sparse[[i]])
-    return bool((rows @ row[0]).max() >= DUPLICATE_COSINE)
-
-
-def _explore_pick(model: UserModel, f: Featurized, scores: np.ndarray, chosen: list[int],
-                  seen_titles: set[str], now: dt.datetime | None) -> int | None:
-    """A reasonably good paper outside the user's known interests.
-
-    "Outside": not close to any interest centroid. "Reasonably good": from the upper part of the
-    remaining ranking, where the linear model still sees something, rather than a random paper.
-    The draw is seeded by user and day, so a re-render shows the same digest.
-    """
-    taken = set(chosen)
-    rest = [i for i in range(len(f)) if i not in taken]
-    if not rest:
-        return None
-    rest_arr = np.array(rest)
-    if not model.empty and model.centroids_dense.shape[0]:
-        mix = model.params.dense_mix
-        sub = f.subset(rest_arr)
-        csim = ((1 - mix) * sub.sparse_dot(model.centroids_sparse)
-                + mix * (sub.dense @ model.centroids_dense.T)).max(axis=1)
-        outside = rest_arr[csim < model.params.cluster_threshold]
-        if len(outside):
-            rest_arr = outside
-    # Upper fifth of what is left, by score: good enough to be worth a look.
-    ranked = rest_arr[np.argsort(-scores[rest_arr], kind="stable")]
-    pool = ranked[: max(1, len(ranked) // 5)]
-    pool = [int(i) for i in pool if not _is_duplicate(f, int(i), chosen, seen_titles)]
-    if not pool:
-        return None
-    day = now.date().isoformat() if now is not None else ""
-    h = int(hashlib.sha256(f"{model.user_id}|{day}".encode()).hexdigest()[:8], 16)
-    return pool[h % min(len(pool), 10)]
+    pool = prepare_pool(space, candidates, model.params)
+    exclude = set(exclude)
+    eligible = np.array([[p.key not in exclude for p in pool.papers]], dtype=bool).reshape(1, pool.n)
+    scores = score_readers([model], pool)
+    return select_readers([model], pool, scores, eligible, [size], explore=[explore], min_scores=[min_score],
+                          now=now, explain=explain_picks)[0]
