@@ -336,32 +336,3 @@ def _join(embeddings: np.ndarray, topics: np.ndarray) -> np.ndarray:
     Measured on citeulike-dev (K=5): MiniLM alone 0.262 recall@20 in the diffusion, joined with the
     corpus's own topics 0.273; the model knows language, the topics know this corpus's vocabulary."""
     return normalize(np.hstack([embeddings, topics]))
-
-
-def similarity(space_mix: float, a: Featurized, b: Featurized) -> np.ndarray:
-    """Cosine in the blended view: exact words (sparse) and topics (dense)."""
-    return (1 - space_mix) * b.sparse_dot(a.sparse).T + space_mix * (a.dense @ b.dense.T)
-
-
-def knn_graph(f: Featurized, k: int, mix: float) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Symmetric k-nearest-neighbour graph of a pool of papers, and each node's k-th similarity.
-
-    Memoised on the ``Featurized`` object: a day's candidate pool is shared by every user, so the
-    O(n^2) part is paid once per day (and once per replay evaluation), not once per user.
-    """
-    key = (k, mix)
-    cache = f.__dict__.setdefault("_graphs", {})
-    if key not in cache:
-        n = len(f)
-        s = similarity(mix, f, f)
-        np.fill_diagonal(s, -np.inf)
-        kk = min(k, max(1, n - 1))
-        if n <= 1:
-            cache[key] = (sp.csr_matrix((n, n)), np.zeros(n))
-        else:
-            nbr = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-            vals = np.maximum(np.take_along_axis(s, nbr, axis=1), 0.0)
-            a = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(n), kk), nbr.ravel())), shape=(n, n))
-            a = a.maximum(a.T).tocsr()
-            cache[key] = (a, vals.min(axis=1))
-    return cache[key]
