@@ -36,7 +36,7 @@ class Params:
     C: float = 1.0                     # logistic regression: inverse regularisation
     cluster_threshold: float = 0.35    # cosine above which two liked papers share one interest
     dense_mix: float = 0.5             # weight of the topic (dense) view vs exact words in similarities
-    graph_k: int = 60                  # neighbours per paper in the diffusion graph (50 before the shared operator; 60 chosen on half A)
+    graph_k: int = 80                  # neighbours per paper in the diffusion graph (50 before the shared operator; 80 chosen on half A)
     alpha: float = 0.8                 # diffusion: probability of following an edge vs jumping back home
     iterations: int = 20
     w_diffusion: float = 1.0
