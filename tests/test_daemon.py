@@ -354,3 +354,26 @@ def test_on_start_a_source_whose_scheduled_fetch_fell_into_the_downtime_is_fetch
     assert d.missed_fetches(setup.clock.now()) == []
     setup.clock.at = dt.datetime(2025, 5, 20, 9, 30, tzinfo=dt.timezone.utc)
     assert d.missed_fetches(setup.clock.now()) == ["demo"]
+
+
+def test_send_times_that_fire_together_make_one_pass_and_one_more_not_one_each(setup, monkeypatch):
+    d = Daemon(setup.app, setup.cfg, own_mailer=False)
+    passes, release = [], threading.Event()
+
+    def a_slow_pass():
+        passes.append(1)
+        if len(passes) == 1:
+            assert release.wait(30)
+        return []
+    monkeypatch.setattr(d, "_deliver_all", a_slow_pass)
+    first = threading.Thread(target=d.deliver, args=("alice",))
+    first.start()
+    wait_for(lambda: passes, 10, "the first pass")
+    fires = [threading.Thread(target=d.deliver, args=(f"reader{i}",)) for i in range(50)]
+    for t in fires:
+        t.start()
+    for t in fires:
+        t.join()               # each fire returns at once: a pass is running
+    release.set()
+    first.join()
+    assert len(passes) == 2    # the running pass, then one more for everything that fired meanwhile
