@@ -4,7 +4,8 @@
     corpus.py    the background, its feature space, the readers' trained models
     compose.py   due readers -> picks      (a batch of readers ranked together against one pool)
     view.py      picks -> what a message shows
-    deliver.py   messages -> mailer        (batches claimed under leases, finished in few transactions)
+    deliver.py   messages -> mailer        (batches claimed under leases, rendered, handed over)
+    handoff.py   the sending thread, and the batches in flight with their leases
 
 ``run_once`` is `digestd run --once`: fetch everything, then deliver every digest due by now.
 """

@@ -185,7 +185,9 @@ def reader_models(app: "App", profiles: Sequence[ProfileInput], corpus: Corpus, 
             models.update({p.user_id: m for p, m in zip(todo, trained)})
     if todo:
         try:
-            app.store.save_profiles([(p.user_id, want[p.user_id], persist.dumps(models[p.user_id])) for p in todo], now)
+            with stage(app, "store"):
+                app.store.save_profiles([(p.user_id, want[p.user_id], persist.dumps(models[p.user_id])) for p in todo],
+                                        now)
         except StoreError as e:   # the models are still good for this pass; the next one trains again
             log.warning("%s", e)
     return models

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from ..schedule import due_day, local_now
 from ..store import Composed, Digest, Finish
 from .compose import Request, compose_batch, items_from
 from .fetch import backoff, fetch_all
+from .handoff import LEASE, Batch, Message, Sender
 from .timing import stage
 from .view import ViewRequest, build_views
 
@@ -31,11 +31,6 @@ if TYPE_CHECKING:
 log = get_logger("digestd.deliver")
 
 BATCH_SIZE = 1000                         # readers per batch: bounds memory whatever the number of readers
-LEASE = dt.timedelta(seconds=30)          # a dead pass's digests are taken over this soon after it stops renewing
-RENEW_EVERY = 10.0                        # seconds between lease renewals while a batch works
-# A message's outcome is written as soon as the mailer took it: a process killed right after would
-# otherwise send it again on takeover. One small UPDATE per message, against one mail per reader.
-FINISH_EVERY = 1
 SEND_BACKOFF_BASE = dt.timedelta(minutes=2)
 SEND_BACKOFF_MAX = dt.timedelta(hours=1)
 
@@ -112,186 +107,92 @@ def run_once(app: "App"):
 
 # -- the pass --------------------------------------------------------------------------------------
 def deliver_work(app: "App", work: Sequence[Work], *, force: bool = False,
-            should_stop: Callable[[], bool] = lambda: False) -> list[DeliveryOutcome]:
-    """Deliver ``work`` in batches of ``BATCH_SIZE`` readers through one mail connection."""
-    outcomes: list[DeliveryOutcome] = []
+                 should_stop: Callable[[], bool] = lambda: False) -> list[DeliveryOutcome]:
+    """Deliver ``work`` in batches of ``BATCH_SIZE`` readers through one mail connection: each batch
+    is composed and rendered while the one before it is being sent."""
     work = list(dict.fromkeys((u.id, d) for u, d in work))
     users = {u.id: u for u in app.settings.users}
     if not work:
-        return outcomes
+        return []
     # Every batch composes as of the pass's start, so they share one pool; claims and leases
     # follow the real clock, so a long pass never claims with a lease that has already run out.
     composed_at = app.clock.now()
-    with app.mailer() as mailer:
+    already: list[DeliveryOutcome] = []
+    batches: list[Batch] = []
+    with app.mailer() as mailer, Sender(app, mailer, should_stop, _send) as sender:
         for i in range(0, len(work), BATCH_SIZE):
-            if should_stop():
+            if should_stop() or sender.failed:
                 break
             chunk = [(users[uid] if uid in users else app.reader(uid), d) for uid, d in work[i:i + BATCH_SIZE]]
-            outcomes.extend(_deliver_batch(app, chunk, mailer, composed_at, force=force, should_stop=should_stop))
-    return outcomes
+            sender.begin()
+            batch = _deliver_batch(app, chunk, sender, composed_at, force=force, should_stop=should_stop,
+                                   already=already)
+            if batch is not None:
+                batches.append(batch)
+    return already + [o for b in batches for o in b.outcomes]
 
 
-class _Lease:
-    """Renews the batch's leases every ``RENEW_EVERY`` seconds until stopped."""
-
-    def __init__(self, app: "App", ids: list[int]) -> None:
-        self.app, self.ids = app, ids
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="digestd-lease", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(RENEW_EVERY):
-            try:
-                self.app.store.renew_leases(self.ids, self.app.clock.now(), LEASE)
-            except Exception as e:  # a missed renewal only risks a takeover, which the claim makes safe
-                log.warning("lease renewal failed: %s", e)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _deliver_batch(app: "App", chunk: list[Work], mailer, now: dt.datetime, *, force: bool,
-                   should_stop: Callable[[], bool]) -> list[DeliveryOutcome]:
+def _deliver_batch(app: "App", chunk: list[Work], sender: Sender, now: dt.datetime, *, force: bool,
+                   should_stop: Callable[[], bool], already: list) -> Batch | None:
     store = app.store
     user_of = {u.id: u for u, _ in chunk}
-    with stage(app, "store"):
-        won = store.claim_digests([(u.id, d) for u, d in chunk], app.clock.now(), app.worker_id, LEASE, force=force)
-    outcomes: list[DeliveryOutcome] = []
-    won_pairs = {(d.user_id, d.day) for d in won}
-    lost = [(u.id, d) for u, d in chunk if (u.id, d) not in won_pairs]
-    if lost:
-        rows = store.digest_rows(lost)
-        outcomes += [DeliveryOutcome(uid, d, "already", message_id=getattr(rows.get((uid, d)), "message_id", None))
-                     for uid, d in lost]
-    if not won:
-        return outcomes
-    unfinished = {d.id for d in won}
     try:
-        with _Lease(app, [d.id for d in won]), store.finishing() as write:
-            outcomes += _work_batch(app, won, user_of, mailer, now, force, should_stop, _Finisher(app, unfinished, write))
+        with stage(app, "store"):
+            won = store.claim_digests([(u.id, d) for u, d in chunk], app.clock.now(), app.worker_id, LEASE,
+                                      force=force)
+        won_pairs = {(d.user_id, d.day) for d in won}
+        lost = [(u.id, d) for u, d in chunk if (u.id, d) not in won_pairs]
+        if lost:
+            rows = store.digest_rows(lost)
+            already += [DeliveryOutcome(uid, d, "already", message_id=getattr(rows.get((uid, d)), "message_id", None))
+                        for uid, d in lost]
+        batch = Batch(app, won) if won else None
+    except BaseException:
+        sender.cancel()
+        raise
+    if batch is None:
+        sender.cancel()
+        return None
+    try:
+        _work_batch(app, batch, user_of, sender, now, force, should_stop)
     finally:
-        if unfinished:   # a shutdown or a bug: hand the rest back for the next pass at once
-            store.release_digests(sorted(unfinished))
-    return outcomes
+        sender.end(batch)     # closed (flushed, lease stopped, the rest released) once its messages are out
+    return batch
 
 
-def _work_batch(app: "App", won: list[Digest], user_of: dict[str, UserSettings], mailer, now: dt.datetime,
-                force: bool, should_stop: Callable[[], bool], done: "_Finisher") -> list[DeliveryOutcome]:
+def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], sender: Sender, now: dt.datetime,
+                force: bool, should_stop: Callable[[], bool]) -> None:
     store = app.store
+    won = batch.won
     with stage(app, "store"):
         items = store.items_of([d.id for d in won])
     notes = {d.id: d.note for d in won}
-    unfinished = done.unfinished
     # A retry sends exactly what was composed before; only a first attempt composes.
     fresh = [d for d in won if not items.get(d.id) and not (d.attempts and d.note)]
     composed = _compose_isolated(app, [Request(user_of[d.user_id], d.day, d.id) for d in fresh], now)
     saved = []
     for d, comp in zip(fresh, composed):
         if isinstance(comp, Exception):
-            done(_retry(app, d, comp, now), DeliveryOutcome(d.user_id, d.day, "retry", error=str(comp)))
+            batch.done(_retry(app, d, comp, now), DeliveryOutcome(d.user_id, d.day, "retry", error=str(comp)))
             continue
         its = items_from(comp)
         items[d.id], notes[d.id] = its, comp.note
         saved.append(Composed(d.id, d.user_id, its, comp.covers_from, comp.covers_until, comp.note))
     with stage(app, "store"):
         store.save_compositions(saved)
-    todo = [d for d in won if d.id in unfinished]
+    todo = [d for d in won if d.id in batch.unfinished]
     views = build_views(app, [ViewRequest(user_of[d.user_id], d.day, items.get(d.id, []), notes[d.id]) for d in todo], now)
     with stage(app, "store"):
         subscribed = {u.id: u.subscribed for u in store.users_by_ids(d.user_id for d in todo).values()}
-    with _Sender(app, mailer, done, should_stop) as sender:
-        for d, view in zip(todo, views):
-            if should_stop() or sender.failed:
-                break
-            user = user_of[d.user_id]
-            ready = _prepare(app, user, d, view, subscribed.get(user.id, False), force)
-            if isinstance(ready, _Message):
-                sender.put(ready)
-            else:
-                done(*ready)
-    return done.outcomes
-
-
-class _Finisher:
-    """Records each digest's end as soon as it is known (see FINISH_EVERY), on one connection held
-    for the batch; shared by the thread that renders and the one that sends."""
-
-    def __init__(self, app: "App", unfinished: set[int], write: Callable[[list[Finish]], None]) -> None:
-        self.app, self.unfinished, self.write = app, unfinished, write
-        self.outcomes: list[DeliveryOutcome] = []
-        self._pending: list[Finish] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, f: Finish, o: DeliveryOutcome) -> None:
-        with self._lock:
-            self._pending.append(f)
-            self.outcomes.append(o)
-            if len(self._pending) >= FINISH_EVERY:
-                self.flush()
-            self.unfinished.discard(f.digest_id)
-
-    def flush(self) -> None:
-        if self._pending:
-            with stage(self.app, "store"):
-                self.write(self._pending)
-            self._pending = []
-
-
-@dataclass
-class _Message:
-    digest: Digest
-    user: UserSettings
-    raw: bytes
-    message_id: str
-    papers: int
-
-
-class _Sender:
-    """Hands rendered messages to the mailer from a thread of its own, so the next messages are
-    rendered while this one crosses the wire (the socket waits release the GIL). The queue is short:
-    a shutdown leaves at most a few rendered messages unsent, released with the rest."""
-
-    QUEUE = 32
-
-    def __init__(self, app: "App", mailer, done: _Finisher, should_stop: Callable[[], bool]) -> None:
-        import queue
-
-        self.app, self.mailer, self.done, self.should_stop = app, mailer, done, should_stop
-        self.queue: queue.Queue = queue.Queue(self.QUEUE)
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="digestd-smtp", daemon=True)
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    def put(self, msg: _Message) -> None:
-        self.queue.put(msg)
-
-    def _run(self) -> None:
-        while (msg := self.queue.get()) is not None:
-            if self.error is not None or self.should_stop():
-                continue                                  # drain: left unfinished, released later
-            try:
-                self.done(*_send(self.app, self.mailer, msg))
-            except BaseException as e:   # a bug in the mailer or a kill: stop sending, tell the pass
-                self.error = e
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.queue.put(None)
-        self._thread.join()
-        self.done.flush()
-        if self.error is not None and exc[0] is None:
-            raise self.error
+    for d, view in zip(todo, views):
+        if should_stop() or sender.failed:
+            break
+        user = user_of[d.user_id]
+        ready = _prepare(app, user, d, view, subscribed.get(user.id, False), force)
+        if isinstance(ready, Message):
+            sender.put(batch, ready)
+        else:
+            batch.done(*ready)
 
 
 def _compose_isolated(app: "App", requests: list[Request], now: dt.datetime) -> list:
@@ -320,7 +221,7 @@ def message_id_for(app: "App", digest_id: int, day: dt.date, resend: bool) -> st
 
 
 def _prepare(app: "App", user: UserSettings, d: Digest, view, subscribed: bool,
-             force: bool) -> _Message | tuple[Finish, DeliveryOutcome]:
+             force: bool) -> Message | tuple[Finish, DeliveryOutcome]:
     """The rendered message for one digest, or how it ends without one."""
     from ..render import render_message
 
@@ -336,13 +237,13 @@ def _prepare(app: "App", user: UserSettings, d: Digest, view, subscribed: bool,
         mid = message_id_for(app, d.id, d.day, force and d.sent_at is not None)
         with stage(app, "render"):
             raw = render_message(view, from_addr=app.from_addr, message_id=mid, date=now, list_id=app.list_id)
-        return _Message(d, user, raw, mid, n)
+        return Message(d, user, raw, mid, n)
     except Exception as e:  # one reader's bug must not stop the others; the digest is retried later
         log.exception("digest failed: %s", e, extra={"user": user.id})
         return _retry(app, d, e, now), DeliveryOutcome(user.id, d.day, "retry", error=str(e))
 
 
-def _send(app: "App", mailer, msg: _Message) -> tuple[Finish, DeliveryOutcome]:
+def _send(app: "App", mailer, msg: Message) -> tuple[Finish, DeliveryOutcome]:
     d, user = msg.digest, msg.user
     now = app.clock.now()
     try:
