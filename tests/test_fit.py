@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from digestd.errors import StoredModelError
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -202,3 +204,11 @@ def test_a_stored_model_leaves_its_interest_centroids_out_and_rebuilds_them_bit_
         assert np.array_equal(back.centroids_dense, model.centroids_dense)
         stored = pickle.loads(zlib.decompress(blob))
         assert stored.centroids_sparse is None and stored.centroids_dense is None     # not kept, rebuilt
+    # Rebuilt for a whole batch at once, they are the same too.
+    people = readers(background, older, n=6, seed=3)
+    fitted = fit_readers(people, space, bg, NOW)
+    many = persist.loads_many([(p.user_id, persist.dumps(m)) for p, m in zip(people, fitted)])
+    for p, m in zip(people, fitted):
+        assert (many[p.user_id].centroids_sparse != m.centroids_sparse).nnz == 0
+        assert np.array_equal(many[p.user_id].centroids_dense, m.centroids_dense)
+    assert isinstance(persist.loads_many([("x", b"garbage")])["x"], StoredModelError)

@@ -163,20 +163,26 @@ def reader_models(app: "App", profiles: Sequence[ProfileInput], corpus: Corpus, 
     models: dict[str, object] = {}
     if not profiles:
         return models
-    stored = app.store.profiles_of(p.user_id for p in profiles)
+    with stage(app, "store"):
+        stored = app.store.profiles_of(p.user_id for p in profiles)
     want: dict[str, str] = {}
     todo: list[ProfileInput] = []
     with stage(app, "train"):
+        reusable = []
         for profile in profiles:
             fp = want[profile.user_id] = persist.fingerprint(profile, corpus.identity)
             row = stored.get(profile.user_id)
             if row is not None and persist.reusable(row.fingerprint, row.trained_at, fp, now):
-                try:
-                    models[profile.user_id] = persist.loads(row.model, profile.user_id)
-                    continue
-                except StoredModelError as e:
-                    log.warning("%s; retraining", e.message, extra={"user": profile.user_id})
-            todo.append(profile)
+                reusable.append((profile.user_id, row.model))
+        loaded = persist.loads_many(reusable)
+        for profile in profiles:
+            got = loaded.get(profile.user_id)
+            if isinstance(got, StoredModelError):
+                log.warning("%s; retraining", got.message, extra={"user": profile.user_id})
+            if got is None or isinstance(got, StoredModelError):
+                todo.append(profile)
+            else:
+                models[profile.user_id] = got
         if todo:
             t = time.perf_counter()
             trained = train_readers(todo, corpus.space, corpus.featurized, now)

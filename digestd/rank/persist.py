@@ -115,6 +115,26 @@ def dumps(model: UserModel) -> bytes:
 def loads(blob: bytes, user_id: str | None = None) -> UserModel:
     """The model in ``blob``; ``StoredModelError`` when another version wrote it or it is damaged.
     Only digestd writes these blobs (into its own database), so unpickling them is safe."""
+    model = _unpickle(blob, user_id)
+    if model.centroids_sparse is None:
+        _rebuild_centroids([model])
+    return model
+
+
+def loads_many(blobs: Sequence[tuple[str, bytes]]) -> dict[str, UserModel | StoredModelError]:
+    """``loads`` for a batch of (user id, blob): the centroids of all rebuilt in one product, as
+    ``fit_readers`` builds them. A blob that cannot be read maps to its ``StoredModelError``."""
+    out: dict[str, UserModel | StoredModelError] = {}
+    for uid, blob in blobs:
+        try:
+            out[uid] = _unpickle(blob, uid)
+        except StoredModelError as e:
+            out[uid] = e
+    _rebuild_centroids([m for m in out.values() if isinstance(m, UserModel) and m.centroids_sparse is None])
+    return out
+
+
+def _unpickle(blob: bytes, user_id: str | None) -> UserModel:
     try:
         model = pickle.loads(zlib.decompress(blob))
     except Exception as e:  # UnpicklingError, zlib.error, AttributeError/ImportError for moved classes, ...
@@ -125,20 +145,24 @@ def loads(blob: bytes, user_id: str | None = None) -> UserModel:
     missing = [f.name for f in dataclasses.fields(UserModel) if not hasattr(model, f.name)]
     if missing:
         raise StoredModelError(f"stored profile model lacks {', '.join(missing)}", user=user_id)
-    if model.centroids_sparse is None:
-        _rebuild_centroids(model)
     return model
 
 
-def _rebuild_centroids(model: UserModel) -> None:
+def _rebuild_centroids(models: list[UserModel]) -> None:
+    from .fit import _split
     from .interests import centroids
 
-    if model.empty:
-        model.centroids_sparse = sp.csr_matrix((0, N_FEATURES))
-        model.centroids_dense = np.zeros((0, 1))
+    full = [m for m in models if not m.empty]
+    for m in models:
+        if m.empty:
+            m.centroids_sparse, m.centroids_dense = sp.csr_matrix((0, N_FEATURES)), np.zeros((0, 1))
+    if not full:
         return
-    c_sparse, c_dense, _first = centroids(model.pos_sparse, model.pos_dense, [model.cluster_of], [model.pos_weight])
-    model.centroids_sparse, model.centroids_dense = c_sparse, c_dense
+    rows = sp.vstack([m.pos_sparse for m in full], format="csr")
+    dense = np.vstack([m.pos_dense for m in full])
+    c_sparse, c_dense, first = centroids(rows, dense, [m.cluster_of for m in full], [m.pos_weight for m in full])
+    for b, (m, cs) in enumerate(zip(full, _split(c_sparse, bounds=first))):
+        m.centroids_sparse, m.centroids_dense = cs, c_dense[first[b]:first[b + 1]]
 
 
 def dumps_space(space: FeatureSpace) -> bytes:
