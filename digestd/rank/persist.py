@@ -106,10 +106,10 @@ def reusable(stored_fingerprint: str | None, trained_at: dt.datetime | None, wan
 def dumps(model: UserModel) -> bytes:
     # The interest centroids are a third of a model and follow from its anchors: they are left out
     # and rebuilt by ``loads`` with the very code that fitted them, so a stored model is 10,000
-    # readers' worth of bytes smaller and scores bit for bit the same. zlib: the anchors' sparse
-    # rows are mostly index arrays, which compress about 3x.
+    # readers' worth of bytes smaller and scores bit for bit the same. Not compressed: zlib saved a
+    # quarter of the bytes for ten times the time of the pickle (measured: 1.8 ms vs 0.18 ms a model).
     slim = dataclasses.replace(model, centroids_sparse=None, centroids_dense=None)
-    return zlib.compress(pickle.dumps(slim, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    return pickle.dumps(slim, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def loads(blob: bytes, user_id: str | None = None) -> UserModel:
@@ -136,7 +136,8 @@ def loads_many(blobs: Sequence[tuple[str, bytes]]) -> dict[str, UserModel | Stor
 
 def _unpickle(blob: bytes, user_id: str | None) -> UserModel:
     try:
-        model = pickle.loads(zlib.decompress(blob))
+        # Earlier releases compressed the pickle; a pickle starts with its protocol opcode.
+        model = pickle.loads(blob if blob[:1] == b"\x80" else zlib.decompress(blob))
     except Exception as e:  # UnpicklingError, zlib.error, AttributeError/ImportError for moved classes, ...
         raise StoredModelError(f"stored profile model cannot be read ({e.__class__.__name__}: {e})",
                                user=user_id) from e
