@@ -202,9 +202,10 @@ class ReaderQueries:
         return out
 
     def save_profiles(self, rows: Iterable[tuple[str, str, bytes]], now: dt.datetime) -> None:
-        """Keep (or replace) trained models, (user id, fingerprint, bytes) each, in one transaction.
-        An upsert: two processes training one reader at once both succeed, the last write wins, and
-        either model is valid for its fingerprint."""
+        """Keep (or replace) trained models, (user id, fingerprint, bytes) each, a hundred to a
+        transaction: a batch's models are tens of megabytes, and one long write would hold up the
+        pass's outcome writes behind it. An upsert: two processes training one reader at once both
+        succeed, the last write wins, and either model is valid for its fingerprint."""
         values = [{"user_id": u, "fingerprint": f, "model": m, "trained_at": now} for u, f, m in rows]
         if not values:
             return
@@ -213,9 +214,9 @@ class ReaderQueries:
         else:
             from sqlalchemy.dialects.sqlite import insert
         try:
-            with self.engine.begin() as c:
-                for i in range(0, len(values), 200):
-                    stmt = insert(Profile.__table__).values(values[i:i + 200])
+            for i in range(0, len(values), 100):
+                with self.engine.begin() as c:
+                    stmt = insert(Profile.__table__).values(values[i:i + 100])
                     c.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={
                         "fingerprint": stmt.excluded.fingerprint, "model": stmt.excluded.model,
                         "trained_at": stmt.excluded.trained_at}))
