@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from .records import Item
-from .tables import Digest, DigestItem, Paper
+from .tables import Digest, DigestItem, Paper, dialect_insert
 
 # Statuses whose items are promised to the reader: never offer those papers again.
 RESERVED = ("sent", "claimed", "retry")
@@ -54,14 +54,6 @@ class Composed:
 def _chunks(seq: Sequence, n: int = _CHUNK):
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
-
-
-def _insert(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 class DigestQueries:
@@ -191,7 +183,7 @@ class DigestQueries:
             return []
         claim = f"{owner}#{uuid.uuid4().hex[:8]}"[-128:]
         until = now + lease
-        insert = _insert(self.engine.dialect.name)
+        insert = dialect_insert(self.engine)
         won: list[Digest] = []
         with self.session() as s:
             for chunk in _chunks(pairs, 200):

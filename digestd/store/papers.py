@@ -10,15 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from ..models import FetchedPaper
-from .tables import FittedSpace, Listing, Paper, PaperEmbedding, SourceState
-
-
-def _insert(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+from .tables import FittedSpace, Listing, Paper, PaperEmbedding, SourceState, dialect_insert
 
 
 class PaperQueries:
@@ -139,7 +131,7 @@ class PaperQueries:
                           space: bytes) -> None:
         """Keep the newest fitted space of ``backend``; two processes fitting at once both succeed."""
         values = {"fitted_at": fitted_at, "identity": identity, "keys_json": json.dumps(sorted(keys)), "space": space}
-        insert = _insert(self.engine.dialect.name)
+        insert = dialect_insert(self.engine)
         stmt = insert(FittedSpace.__table__).values(backend=backend, **values)
         with self.engine.begin() as c:
             c.execute(stmt.on_conflict_do_update(index_elements=["backend"], set_=values))
@@ -238,10 +230,7 @@ class PaperQueries:
         if not rows:
             return
         table = PaperEmbedding.__table__
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        insert = dialect_insert(self.engine)
         with self.engine.begin() as c:
             for i in range(0, len(rows), 150):          # 5 parameters a row: under SQLite's old 999 limit
                 stmt = insert(table).values(rows[i:i + 150])

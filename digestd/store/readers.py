@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from ..errors import StoreError, UserError
 from .records import VoteRecord
-from .tables import Feedback, FeedbackEvent, Paper, Profile, User
+from .tables import Feedback, FeedbackEvent, Paper, Profile, User, dialect_insert
 
 VOTE_VALUES = {"up": 1, "down": -1}
 
@@ -209,10 +209,7 @@ class ReaderQueries:
         values = [{"user_id": u, "fingerprint": f, "model": m, "trained_at": now} for u, f, m in rows]
         if not values:
             return
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        insert = dialect_insert(self.engine)
         try:
             for i in range(0, len(values), 100):
                 with self.engine.begin() as c:

@@ -26,6 +26,15 @@ class UTCDateTime(sa.types.TypeDecorator):
         return value.replace(tzinfo=dt.timezone.utc)
 
 
+def dialect_insert(engine: sa.Engine):
+    """The INSERT of the engine's dialect, which knows ON CONFLICT (upserts; claims)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def _utc(nullable: bool = True, index: bool = False):
     return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
 
