@@ -49,12 +49,12 @@ def rotate_feed_token(app: "App", user_id: str) -> str:
 def user_for_feed_token(app: "App", token: str) -> str | None:
     """The configured user whose private feed ``token`` opens, else None (no hint why)."""
     digest = hash_token(token)
-    row = app.store.user_by_feed_token_hash(digest)
-    if row is None or not row.feed_token_hash or not tokens_equal(row.feed_token_hash, digest):
+    owner = app.store.feed_token_owner(digest)
+    if owner is None or not owner[1] or not tokens_equal(owner[1], digest):
         return None
-    if app.settings.user(row.id) is None:
+    if app.settings.user(owner[0]) is None:
         return None
-    return row.id
+    return owner[0]
 
 
 def feed_url(app: "App", token: str) -> str:

@@ -14,6 +14,8 @@ from .records import VoteRecord
 from .tables import Feedback, FeedbackEvent, Paper, Profile, User, dialect_insert
 
 VOTE_VALUES = {"up": 1, "down": -1}
+_FEED_OWNER = (sa.select(User.__table__.c.id, User.__table__.c.feed_token_hash)
+               .where(User.__table__.c.feed_token_hash == sa.bindparam("h"), User.__table__.c.active == sa.true()))
 
 
 class ReaderQueries:
@@ -87,9 +89,12 @@ class ReaderQueries:
             row.feed_nonce, row.feed_token_hash = nonce, token_hash
             s.commit()
 
-    def user_by_feed_token_hash(self, token_hash: str) -> User | None:
-        with self.session() as s:
-            return s.exec(select(User).where(User.feed_token_hash == token_hash, User.active == True)).first()  # noqa: E712
+    def feed_token_owner(self, token_hash: str) -> tuple[str, str] | None:
+        """(user id, stored hash) of the active reader whose feed token hashes to ``token_hash``.
+        Two columns, no table row: every feed poll asks, and a 304 is little else."""
+        with self.engine.connect() as c:
+            row = c.execute(_FEED_OWNER, {"h": token_hash}).first()
+        return (row[0], row[1]) if row else None
 
     # -- feedback --------------------------------------------------------------------------------
     def set_vote(self, user_id: str, paper_key: str, vote: str, via: str, now: dt.datetime) -> None:
