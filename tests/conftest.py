@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from smtp_recorder import Recorder, start
+
 from digestd.clock import FixedClock
 from digestd.config import parse_config
 
@@ -18,6 +20,15 @@ SHARED = REPO.parent / "shared"
 @pytest.fixture
 def clock():
     return FixedClock(dt.datetime(2025, 5, 20, 9, 0, tzinfo=dt.timezone.utc))
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on loopback that records what it accepts: (recorder, port)."""
+    rec = Recorder()
+    ctl = start(rec)
+    yield rec, ctl.port
+    ctl.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from smtp_recorder import Recorder, start
+from smtp_recorder import Recorder
 
 from digestd import accounts, feeds, links, pipeline
 from digestd.app import build_app
@@ -85,14 +85,6 @@ digest_size = 5
 keywords = ["hallucination", "language models"]
 seed_papers = ["2505.10575"]
 """
-
-
-@pytest.fixture
-def smtp():
-    rec = Recorder()
-    ctl = start(rec)
-    yield rec, ctl.port
-    ctl.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from smtp_recorder import Recorder, start
+from smtp_recorder import Recorder
 
 from digestd import accounts, pipeline
 from digestd.app import build_app
@@ -62,14 +62,6 @@ name = "hf"
 type = "replay"
 path = "{LISTS / 'hf'}"
 """ + "".join(users)
-
-
-@pytest.fixture
-def smtp():
-    rec = Recorder()
-    ctl = start(rec)
-    yield rec, ctl.port
-    ctl.stop()
 
 
 @pytest.fixture

@@ -149,7 +149,7 @@ def _readers(app: "App", requests: Sequence[Request], now: dt.datetime) -> list[
     covered: dict[str, dt.datetime] = {}
     with stage(app, "store"):
         for day in sorted({r.day for r in requests}):
-            covered.update({u: t for u, t in store.covered_until([r.user.id for r in requests if r.day == day], day).items()})
+            covered.update(store.covered_until([r.user.id for r in requests if r.day == day], day))
         votes = store.votes_of(ids)
     out = []
     for req in requests:
@@ -191,9 +191,16 @@ def reader_profiles(app: "App", users: Sequence[UserSettings]) -> list[ProfileIn
 def _profiles(app: "App", users: Sequence[UserSettings], votes: Sequence[list]) -> list[ProfileInput]:
     with stage(app, "store"):
         seeds = app.store.papers_by_keys(k for u in users for k in u.seed_papers)
+    # Readers vote on the same recent papers: each is turned into ranker text once for the batch.
+    texts: dict[str, object] = {}
+
+    def text(p):
+        if p.key not in texts:
+            texts[p.key] = paper_text(p)
+        return texts[p.key]
     return [ProfileInput(user_id=u.id, keywords=list(u.keywords), authors=list(u.authors),
-                         seed_papers=[paper_text(seeds[k]) for k in u.seed_papers if k in seeds],
-                         votes=[Vote(paper=paper_text(v.paper), value=v.vote, at=v.at) for v in vs])
+                         seed_papers=[text(seeds[k]) for k in u.seed_papers if k in seeds],
+                         votes=[Vote(paper=text(v.paper), value=v.vote, at=v.at) for v in vs])
             for u, vs in zip(users, votes)]
 
 

@@ -228,9 +228,6 @@ class DigestQueries:
                           .execution_options(synchronize_session=False))
             s.commit()
 
-    def release_digest(self, digest_id: int) -> None:
-        self.release_digests([digest_id])
-
     # -- writing a batch ---------------------------------------------------------------------------
     def save_compositions(self, composed: Sequence[Composed]) -> None:
         """Every composed digest of a batch, items and coverage, in one short transaction."""

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from ..errors import StoreError, UserError
@@ -138,23 +138,8 @@ class ReaderQueries:
             return s.get(Profile, user_id)
 
     def save_profile(self, user_id: str, fingerprint: str, model: bytes, now: dt.datetime) -> None:
-        """Keep (or replace) the user's trained model. Two processes training the same user at once
-        both succeed; the last write wins, and either model is valid for its fingerprint."""
-        values = {"fingerprint": fingerprint, "model": model, "trained_at": now}
-        try:
-            with self.session() as s:
-                res = s.execute(sa.update(Profile).where(Profile.user_id == user_id).values(**values))
-                if res.rowcount == 0:
-                    try:
-                        s.add(Profile(user_id=user_id, **values))
-                        s.commit()
-                        return
-                    except IntegrityError:       # inserted meanwhile by another process: update it
-                        s.rollback()
-                        s.execute(sa.update(Profile).where(Profile.user_id == user_id).values(**values))
-                s.commit()
-        except SQLAlchemyError as e:
-            raise StoreError(f"cannot save the trained profile: {e.__class__.__name__}", user=user_id) from e
+        """Keep (or replace) one reader's trained model (see ``save_profiles``)."""
+        self.save_profiles([(user_id, fingerprint, model)], now)
 
     def profile_trained_at(self) -> dict[str, dt.datetime | None]:
         """When each user's stored model was trained (without reading the models)."""
