@@ -1,6 +1,6 @@
 """Digest -> subject, text, HTML, MIME message and Atom feed. Pure: data in, data out, no I/O.
 
-Templates live in ``digestd/templates`` (``email/`` and ``feed/``). The environment uses
+Templates live in the top-level ``templates/`` (``email/`` and ``feed/``). The environment uses
 ``StrictUndefined`` so a typo in a template fails loudly in tests instead of rendering an empty
 link in someone's inbox, and autoescapes ``.html``/``.xml`` because titles and abstracts come
 from the internet. Everything a template needs (shortened authors, the cut abstract, the
@@ -24,6 +24,7 @@ import css_inline
 import jinja2
 
 from .models import Digest, DigestPaper
+from .templates_dir import templates_dir
 
 ABSTRACT_MAX_CHARS = 600
 AUTHORS_SHOWN = 3          # more than AUTHORS_SHOWN + 1 authors: first AUTHORS_SHOWN + "et al."
@@ -73,7 +74,7 @@ def _inline_css(html: str) -> str:
 
 def _env(loader: jinja2.BaseLoader | None = None) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=loader or _InlinedCssLoader(jinja2.PackageLoader("digestd", "templates")),
+        loader=loader or _InlinedCssLoader(jinja2.FileSystemLoader(templates_dir())),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "xml"), default_for_string=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

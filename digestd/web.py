@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import re
 import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jinja2
@@ -28,6 +27,7 @@ from .errors import DigestdError, PaperNotFound, TokenError, UserError
 from .feedcache import FeedCache, FeedVersion
 from .httpdate import format_http_date, parse_http_date
 from .logs import get_logger
+from .templates_dir import templates_dir
 
 if TYPE_CHECKING:
     from .app import App
@@ -42,7 +42,7 @@ VOTE_LABELS = {"up": "👍", "down": "👎", "clear": "no vote"}
 _TOKEN_PATH = re.compile(r"^/(feeds|f|u|profile)/[^/]+")
 
 _env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates" / "web"),
+    loader=jinja2.FileSystemLoader(templates_dir() / "web"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,

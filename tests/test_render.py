@@ -23,6 +23,7 @@ import pytest
 
 from digestd import render
 from digestd.models import Digest, DigestPaper
+from digestd.templates_dir import templates_dir
 from digestd.render import (FeedEntry, build_message, cut_abstract, render_atom, render_html, render_message,
                             render_subject, render_text, short_authors)
 
@@ -279,7 +280,7 @@ def test_xmllint_accepts_the_feed(digest, tmp_path):
 
 def _per_message_html(d: Digest) -> str:
     """What render_html produced before: the raw template rendered, then its CSS inlined."""
-    env = render._env(jinja2.PackageLoader("digestd", "templates"))
+    env = render._env(jinja2.FileSystemLoader(templates_dir()))
     html = env.get_template("email/body.html").render(render._context(d))
     return css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False).inline(html)
 
