@@ -152,7 +152,10 @@ class HttpClient:
                 r = self._client.send(request, stream=True)
             except httpx.TimeoutException as e:
                 raise FetchError(f"timed out fetching {shown}: {_one_line(e)}", source=source, url=shown) from e
-            except (httpx.HTTPError, httpx.InvalidURL) as e:
+            except httpx.InvalidURL as e:
+                # httpx parses a redirect's Location on arrival: "javascript:alert(1)" fails here.
+                raise FetchError(f"bad redirect or URL fetching {shown}: {_one_line(e)}", source=source, url=shown) from e
+            except httpx.HTTPError as e:
                 raise FetchError(f"cannot fetch {shown}: {type(e).__name__}: {_one_line(e)}",
                                  source=source, url=shown) from e
             try:
