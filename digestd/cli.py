@@ -95,14 +95,18 @@ def _write(text: str | bytes, out: str | None) -> None:
 
 
 def _print_status(st: dict) -> None:
+    from .safety import shown
+
     print(f"database: {st['database']}")
     print("sources:")
     for s in st["sources"]:
-        state = "disabled" if not s["enabled"] else ("ok" if not s["last_error"] else f"ERROR x{s['error_count']}")
+        state = ("disabled" if not s["enabled"] else f"ERROR x{s['error_count']}" if s["last_error"]
+                 else "ok" if s["last_success"] else "never")
         print(f"  {s['name']:<14} {s['type']:<8} {state:<10} last success: {s['last_success'] or 'never'}"
               f" ({s['last_count'] if s['last_count'] is not None else '-'} papers)")
         if s["last_error"]:
-            print(f"  {'':<14} last error at {s['last_error_at']}: {s['last_error']}; next try {s['next_retry']}")
+            # Server text: escape codes stripped, credentials in URLs redacted.
+            print(f"  {'':<14} last error at {s['last_error_at']}: {shown(s['last_error'])}; next try {s['next_retry']}")
     print("users:")
     for u in st["users"]:
         flags = [] if u["active"] else ["removed from config"]
@@ -112,7 +116,7 @@ def _print_status(st: dict) -> None:
         print(f"  {u['id']:<14} last digest: {last}; profile trained: {u['profile_trained_at'] or 'never'}"
               + (f" [{', '.join(flags)}]" if flags else ""))
         if u["last_error"] and u["last_status"] in ("failed", "retry"):
-            print(f"  {'':<14} error: {u['last_error']}")
+            print(f"  {'':<14} error: {shown(u['last_error'])}")
     print("counts: " + ", ".join(f"{k} {v}" for k, v in st["counts"].items()))
 
 

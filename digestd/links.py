@@ -74,8 +74,11 @@ def unsubscribe_url(app: "App", user_id: str) -> str:
 
 
 def paper_urls(p: Paper) -> tuple[str, str | None]:
+    """(landing page, PDF) of a stored paper, for an ``href``: only http(s) links ever come out
+    ("" / None otherwise), whatever the row holds."""
+    from .safety import safe_url
+
+    pdf = safe_url(p.pdf_url)
     if p.arxiv_id:
-        return p.url or ids.abs_url(p.arxiv_id), p.pdf_url or ids.pdf_url(p.arxiv_id)
-    if p.url:
-        return p.url, p.pdf_url
-    return p.key if p.key.startswith("http") else "", p.pdf_url
+        return safe_url(p.url) or ids.abs_url(p.arxiv_id), pdf or ids.pdf_url(p.arxiv_id)
+    return safe_url(p.url) or safe_url(p.key) or "", pdf

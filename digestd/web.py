@@ -125,9 +125,12 @@ def _paper_context(app: "App", key: str) -> dict:
     p = app.store.get_paper(key)
     if p is None:
         raise PaperNotFound(f"paper {key!r} is no longer known to this digest", paper=key)
+    from .safety import clean_text
+
     url, pdf = links.paper_urls(p)
-    return {"key": p.key, "title": p.title, "authors": json.loads(p.authors_json or "[]"),
-            "abstract": p.abstract or "", "url": url, "pdf_url": pdf}
+    return {"key": p.key, "title": clean_text(p.title, one_line=True),
+            "authors": [clean_text(a, one_line=True) for a in json.loads(p.authors_json or "[]")],
+            "abstract": clean_text(p.abstract or ""), "url": url, "pdf_url": pdf}
 
 
 def _vote_name(value: int | None) -> str:
@@ -146,19 +149,29 @@ def health(app: "App", scheduler) -> tuple[bool, dict]:
         sched_ok = alive
     sources = []
     if db_ok:
+        from .safety import shown
+
         states = app.store.all_source_states()
         for src in app.settings.sources:
             st = states.get(src.name)
+            failing = bool(st and st.error_count)
             sources.append({
                 "name": src.name, "enabled": src.enabled,
+                # Per source, so that monitoring sees which list is broken, not only that one is.
+                "status": "disabled" if not src.enabled else "failing" if failing
+                          else "ok" if st and st.last_success_at else "never fetched",
                 "last_success": st.last_success_at.isoformat() if st and st.last_success_at else None,
                 "last_attempt": st.last_attempt_at.isoformat() if st and st.last_attempt_at else None,
                 "error_count": st.error_count if st else 0,
-                "last_error": st.last_error if st and st.error_count else None,
+                "last_error": shown(st.last_error, 500) if failing and st.last_error else None,
+                "next_retry": st.next_retry_at.isoformat() if failing and st.next_retry_at else None,
             })
-    ok = db_ok and sched_ok
-    return ok, {"ok": ok, "scheduler": sched, "database": db_ok, "sources": sources,
-                "now": app.clock.now().isoformat()}
+    # The HTTP status is liveness (database, scheduler); a failing source makes the body not ok.
+    live = db_ok and sched_ok
+    failing = [s["name"] for s in sources if s["status"] == "failing"]
+    ok = live and not failing
+    return live, {"ok": ok, "status": "ok" if ok else "degraded" if live else "down", "failing_sources": failing,
+                  "scheduler": sched, "database": db_ok, "sources": sources, "now": app.clock.now().isoformat()}
 
 
 def create_app(app: "App", *, scheduler=None) -> Starlette:
@@ -274,12 +287,14 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         token = request.path_params["token"]
 
         def load():
+            from .safety import clean_text
+
             user_id = links.user_for_feed_token(app, token)
             if user_id is None:
                 return None
             data = accounts.export_user(app, user_id)
             papers = app.store.papers_by_keys(f["paper"] for f in data["feedback"])
-            votes = [{**f, "title": papers[f["paper"]].title if f["paper"] in papers else f["paper"]}
+            votes = [{**f, "title": clean_text(papers[f["paper"]].title if f["paper"] in papers else f["paper"], one_line=True)}
                      for f in reversed(data["feedback"])]
             return data, votes
 

@@ -12,6 +12,7 @@ from ..models import Digest as DigestView
 from ..models import DigestPaper
 from ..store import Item
 from .. import links
+from ..safety import clean_text
 from .timing import stage
 
 if TYPE_CHECKING:
@@ -45,13 +46,14 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -
                 p = papers.get(it.paper_key)
                 if p is None:
                     continue
-                if p.key not in shown:    # a paper many readers get is unpacked once
+                if p.key not in shown:    # a paper many readers get is unpacked (and made safe) once
                     url, pdf = links.paper_urls(p)
-                    shown[p.key] = (url, pdf, json.loads(p.authors_json))
-                url, pdf, authors = shown[p.key]
+                    shown[p.key] = (url, pdf, [clean_text(a, one_line=True) for a in json.loads(p.authors_json)],
+                                    clean_text(p.title, one_line=True), clean_text(p.abstract))
+                url, pdf, authors, title, abstract = shown[p.key]
                 ps.append(DigestPaper(
-                    key=p.key, title=p.title, abstract=p.abstract, authors=authors, url=url, pdf_url=pdf,
-                    score=it.score, reason=it.reason, highlight=it.highlight, explore=it.explore,
+                    key=p.key, title=title, abstract=abstract, authors=authors, url=url, pdf_url=pdf,
+                    score=it.score, reason=it.reason, highlight=clean_text(it.highlight) if it.highlight else None, explore=it.explore,
                     sources=sources.get(p.key, []), up_url=links.feedback_url(app, uid, p.key, "up"),
                     down_url=links.feedback_url(app, uid, p.key, "down"), published=p.published_at,
                     listed_on=listed.get(p.key)))
