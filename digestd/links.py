@@ -65,8 +65,14 @@ def profile_url(app: "App", token: str) -> str:
     return f"{app.settings.digestd.base_url}/profile/{token}"
 
 
-def feedback_url(app: "App", user_id: str, paper_key: str, vote: str) -> str:
-    return f"{app.settings.digestd.base_url}/f/{app.signer.feedback_token(user_id, paper_key, vote)}"
+def feedback_url(app: "App", user_id: str, paper_key: str, vote: str, via: str = "email") -> str:
+    """``via`` ("email" or "feed") is signed into the link, so a vote says where it was given."""
+    return f"{app.settings.digestd.base_url}/f/{app.signer.feedback_token(user_id, paper_key, vote, via)}"
+
+
+def feedback_done_url(app: "App", token: str, vote: str, undo: str | None) -> str:
+    """Where a press on a feedback page is sent on (303): the confirmation, with Undo."""
+    return f"{app.settings.digestd.base_url}/f/{token}/done?vote={vote}" + (f"&undo={undo}" if undo else "")
 
 
 def unsubscribe_url(app: "App", user_id: str) -> str:
