@@ -249,7 +249,7 @@ def _bind(listen: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addr)
-        sock.listen(128)
+        sock.listen(1024)   # a burst of presses (a digest just landed) waits in the queue, not in SYN retries
     except OSError:
         sock.close()
         raise
