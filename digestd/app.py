@@ -93,7 +93,8 @@ def build_app(settings: Settings, *, clock: Clock | None = None, transport: http
               sync_users: bool = True, embedder_factory: Callable[[], object] | None = None) -> App:
     from .sources.http import HttpClient, HttpLimits
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Owner only, when digestd creates it: it holds the database, the signing key and the outbox.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     clock = clock or SystemClock()
     store = store or open_store(settings.database_url)
     signer = Signer(load_or_create_secret(settings.secret_key_path))

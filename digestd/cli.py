@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     rt = sub.add_parser("rotate-feed-token", help="replace the user's private feed URL")
     rt.add_argument("user")
+
+    fu = sub.add_parser("feed-url", help="print one user's private feed URL (a secret: whoever has it reads the feed)")
+    fu.add_argument("user")
+
+    sub.add_parser("rotate-secret-key", help="write a new link-signing key: every link sent so far and every "
+                   "feed URL stop working")
     return p
 
 
@@ -165,6 +171,8 @@ def _dispatch(args) -> int:
 
     from .app import build_app
 
+    if args.command == "rotate-secret-key":
+        return _rotate_secret_key(settings)
     if args.command == "run" and not args.once:
         from .daemon import serve
 
@@ -175,6 +183,27 @@ def _dispatch(args) -> int:
         return _command(app, args)
     finally:
         app.close()
+
+
+def _rotate_secret_key(settings) -> int:
+    """Before the app is built: a key that is too short or unreadable is what this command replaces."""
+    from . import links
+    from .app import build_app
+    from .tokens import rotate_secret
+
+    path = settings.secret_key_path
+    rotate_secret(path)
+    app = build_app(settings)
+    try:
+        links.rehash_feed_tokens(app)
+    finally:
+        app.close()
+    print(f"wrote a new secret key to {path}. This invalidates:\n"
+          "  - every 👍/👎 feedback link and every unsubscribe link in mail sent so far (they get a 'not valid' page;\n"
+          "    readers unsubscribe from the next digest's link)\n"
+          "  - every reader's private feed URL and profile URL (print the new one with `digestd feed-url USER`)\n"
+          "Restart a running `digestd run`: until then it signs with the old key.")
+    return EXIT_OK
 
 
 def _command(app, args) -> int:
@@ -254,6 +283,9 @@ def _command(app, args) -> int:
             print(json.dumps(st, indent=2))
         else:
             _print_status(st)
+        return EXIT_OK
+    if cmd == "feed-url":
+        print(links.feed_url(app, links.feed_token(app, app.reader(args.user).id)))
         return EXIT_OK
     if cmd == "rotate-feed-token":
         print(links.rotate_feed_token(app, args.user))

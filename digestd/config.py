@@ -30,7 +30,7 @@ class DigestdSettings(_Strict):
     database_url: str = Field("", description="SQLAlchemy URL. Empty: sqlite:///<data_dir>/digestd.db. PostgreSQL: postgresql+psycopg://user@host/db.")
     base_url: str = Field("http://127.0.0.1:8080", description="Public URL of the HTTP server; absolute links in mail and feeds start with it.")
     listen: str = Field("127.0.0.1:8080", description="host:port the HTTP server of `run` listens on.")
-    secret_key_file: str = Field("", description="File holding the key that signs feedback and unsubscribe links. Empty: <data_dir>/secret.key, created on first start.")
+    secret_key_file: str = Field("", description="File holding the key (at least 32 bytes) that signs feedback and unsubscribe links and feed tokens. Empty: <data_dir>/secret.key. Created (mode 0600) when missing; never replaced: too short or unreadable is an error. `digestd rotate-secret-key` writes a new one.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     link_max_age_days: int = Field(60, ge=1, description="Feedback links in mail older than this are refused as expired.")
 

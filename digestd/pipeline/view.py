@@ -27,7 +27,8 @@ class ViewRequest:
     note: str | None
 
 
-def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -> list[DigestView]:
+def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime, *, via: str = "email") -> list[DigestView]:
+    """``via``: where the views are shown ("email" or "feed"), signed into their feedback links."""
     store = app.store
     with stage(app, "store"):
         keys = list(dict.fromkeys(i.paper_key for r in requests for i in r.items))
@@ -54,8 +55,8 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -
                 ps.append(DigestPaper(
                     key=p.key, title=title, abstract=abstract, authors=authors, url=url, pdf_url=pdf,
                     score=it.score, reason=it.reason, highlight=clean_text(it.highlight) if it.highlight else None, explore=it.explore,
-                    sources=sources.get(p.key, []), up_url=links.feedback_url(app, uid, p.key, "up"),
-                    down_url=links.feedback_url(app, uid, p.key, "down"), published=p.published_at,
+                    sources=sources.get(p.key, []), up_url=links.feedback_url(app, uid, p.key, "up", via),
+                    down_url=links.feedback_url(app, uid, p.key, "down", via), published=p.published_at,
                     listed_on=listed.get(p.key)))
             out.append(DigestView(user_id=uid, user_email=r.user.email, day=r.day, papers=ps, base_url=base,
                                   unsubscribe_url=links.unsubscribe_url(app, uid),
