@@ -53,7 +53,10 @@ def fetch_days(app: "App", src: SourceSettings, day: dt.date | None, today: dt.d
     if src.type == "replay":
         from ..sources.replay import list_days
 
-        return [d for d in list_days(app.settings.resolve(src.path)) if d <= today]
+        path = app.settings.resolve(src.path)
+        if not path.is_dir():   # not "a success with 0 papers": the lists are not where the config says
+            raise SourceError(f"replay directory not found: {path}", source=src.name)
+        return [d for d in list_days(path) if d <= today]
     if src.type == "hf_daily" and last_success is not None:
         start = max(last_success.date(), today - dt.timedelta(days=HF_CATCH_UP_DAYS - 1))
         return [start + dt.timedelta(days=i) for i in range((today - start).days + 1)]
