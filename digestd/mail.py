@@ -14,7 +14,10 @@ session is reset (smtplib sends RSET), after a disconnect the next ``send`` reco
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
+import hashlib
+import os
 import email.utils
 import mailbox
 import select
@@ -226,13 +229,16 @@ def _close_quietly(conn: smtplib.SMTP) -> None:
 class MaildirMailer(Mailer):
     """Writes each message into a Maildir: the outbox when no SMTP server is configured.
 
-    ``mailbox.Maildir.add`` writes into ``tmp/`` and renames into ``new/``, so a reader never
-    sees half a message.
+    A message is written into ``tmp/`` and renamed into ``new/``, so a reader never sees half a
+    message. Its file is named after its Message-ID and recipient, and a message already there is
+    not written again: a process killed after writing a digest but before recording it sends it
+    again on restart (same Message-ID), and the Maildir still holds it once.
     """
 
     def __init__(self, path: Path | str, *, dkim: DkimSigner | None = None) -> None:
         self.path = Path(path)
         self._box: mailbox.Maildir | None = None
+        self._present: set[str] | None = None
         self.last_key: str | None = None
         self.dkim = dkim
 
@@ -247,6 +253,20 @@ class MaildirMailer(Mailer):
 
     def close(self) -> None:
         self._box = None
+        self._present = None
+
+    def _delivered(self) -> set[str]:
+        """Names of the messages in the Maildir (a reader moves them to cur/ and adds flags):
+        listed once per batch, not once per message."""
+        if self._present is None or self._box is None:
+            names = set()
+            for sub in ("new", "cur"):
+                try:
+                    names.update(n.split(":", 1)[0] for n in os.listdir(self.path / sub))
+                except FileNotFoundError:
+                    pass
+            self._present = names
+        return self._present
 
     def send(self, msg: EmailMessage, to: str) -> None:
         _check_recipient(to)
@@ -261,7 +281,19 @@ class MaildirMailer(Mailer):
 
     def _write(self, data: bytes, to: str) -> None:
         box = self._box or self._mailbox()
+        mid = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data).get("Message-ID")
         try:
-            self.last_key = box.add(data)
+            if not mid:
+                self.last_key = box.add(data)
+                return
+            key = "digestd-" + hashlib.sha256(f"{mid.strip()}\0{to}".encode()).hexdigest()[:40]
+            present = self._delivered()
+            if key not in present:
+                tmp = self.path / "tmp" / f"{key}.{os.getpid()}"
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, self.path / "new" / key)
+                present.add(key)
+            self.last_key = key
         except OSError as e:
             raise TemporaryDeliveryError(f"cannot write mail for {to} to Maildir {self.path}: {e.strerror or e}") from e

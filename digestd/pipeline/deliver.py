@@ -21,7 +21,7 @@ from ..schedule import due_day, local_now
 from ..store import Composed, Digest, Finish
 from .compose import Request, compose_batch, items_from
 from .fetch import backoff, fetch_all
-from .handoff import LEASE, Batch, Message, Sender
+from .handoff import LEASE, Batch, Message, Sender, end_dead_leases
 from .timing import stage
 from .view import ViewRequest, build_views
 
@@ -62,7 +62,9 @@ def due_work(app: "App", now: dt.datetime, *, only_user: str | None = None, day:
 
 
 def owed_work(app: "App", now: dt.datetime, *, only_user: str | None = None) -> list[Work]:
-    """Digests of any day still owed: retries whose time has come and claims whose lease lapsed."""
+    """Digests of any day still owed: retries whose time has come and claims whose lease lapsed
+    (or whose process, on this host, is gone)."""
+    end_dead_leases(app)
     rows = app.store.owed_digests(now, [only_user] if only_user else None)
     out = []
     for d in rows:
@@ -114,6 +116,7 @@ def deliver_work(app: "App", work: Sequence[Work], *, force: bool = False,
     users = {u.id: u for u in app.settings.users}
     if not work:
         return []
+    end_dead_leases(app)    # a killed pass's digests go out now, not after their lease runs out
     # Every batch composes as of the pass's start, so they share one pool; claims and leases
     # follow the real clock, so a long pass never claims with a lease that has already run out.
     composed_at = app.clock.now()
