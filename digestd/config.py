@@ -362,16 +362,6 @@ def parse_config(text: str, *, config_dir: Path | None = None, path: str | None 
     return settings
 
 
-def check_runtime(settings: Settings, path: str | None = None) -> Settings:
-    """Raise one ``ConfigError`` listing everything `run` would miss (see config_check)."""
-    from .config_check import runtime_problems
-
-    problems = runtime_problems(settings)
-    if problems:
-        raise ConfigError("config cannot run", problems, path=path, lines=getattr(settings, "_lines", None))
-    return settings
-
-
 def config_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("DIGESTD_CONFIG") or "digestd.toml")
 
@@ -384,7 +374,20 @@ def load_config(explicit: str | None = None) -> Settings:
         raise ConfigError(f"config file not found: {path}", [("", "file not found (pass --config FILE or set DIGESTD_CONFIG)")], path=str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config {path}: {e}", [("", f"cannot read: {e}")], path=str(path)) from e
-    return check_runtime(parse_config(text, config_dir=path.parent, path=str(path)), str(path))
+    from .config_check import runtime_problems
+
+    # What `run` needs from outside the file is checked for every command, and listed beside the
+    # schema's problems: check-config names every problem at once.
+    try:
+        settings = parse_config(text, config_dir=path.parent, path=str(path))
+    except ConfigError as e:
+        if e.lines:   # the TOML parsed; only the schema found problems
+            e.problems += runtime_problems(tomllib.loads(text), path.parent.resolve())
+        raise
+    problems = runtime_problems(tomllib.loads(text), settings.config_dir)
+    if problems:
+        raise ConfigError("config cannot run", problems, path=str(path), lines=settings._lines)
+    return settings
 
 
 def documented_keys() -> dict[str, dict[str, str]]:

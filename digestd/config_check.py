@@ -11,12 +11,9 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
 
 from .errors import ConfigError, line_of  # noqa: F401  (line_of: for callers)
-
-if TYPE_CHECKING:
-    from .config import Settings
 
 Problem = tuple[str, str]
 
@@ -159,26 +156,47 @@ def password_problem(smtp) -> Problem | None:
     return None
 
 
-def runtime_problems(settings: "Settings") -> list[Problem]:
-    """Everything `run` needs from outside the file: checked by every command, listed all at once."""
+def _resolve(p: str, config_dir: Path) -> Path:
+    path = Path(p).expanduser()
+    return path if path.is_absolute() else config_dir / path
+
+
+def runtime_problems(data: dict, config_dir: Path) -> list[Problem]:
+    """Everything `run` needs from outside the file: checked by every command, listed all at once.
+    Works on the raw TOML, so these are listed beside the schema's problems, not after them."""
     problems: list[Problem] = []
-    why = _writable_dir(settings.data_dir)
+
+    def table(v) -> dict:
+        return v if isinstance(v, dict) else {}
+
+    def text(t: dict, key: str, default: str = "") -> str:
+        v = t.get(key, default)
+        return v if isinstance(v, str) else default
+
+    data_dir = text(table(data.get("digestd")), "data_dir", "var")
+    why = _writable_dir(_resolve(data_dir, config_dir))
     if why:
         problems.append(("digestd.data_dir", why))
-    smtp = settings.smtp
-    if smtp is not None:
+    if isinstance(data.get("smtp"), dict):
+        raw = data["smtp"]
+        smtp = SimpleNamespace(username=text(raw, "username"), password_env=text(raw, "password_env"),
+                               password_file=text(raw, "password_file"))
+        if smtp.password_file:
+            smtp.password_file = str(_resolve(smtp.password_file, config_dir))
         p = password_problem(smtp)
         if p:
             problems.append(p)
-        if smtp.dkim_key_file:
+        if text(raw, "dkim_key_file"):
             from .dkim_sign import key_problem
 
-            why = key_problem(smtp.dkim_key_file)
+            why = key_problem(_resolve(text(raw, "dkim_key_file"), config_dir))
             if why:
                 problems.append(("smtp.dkim_key_file", why))
-    for i, src in enumerate(settings.sources):
-        if src.type == "replay" and src.enabled:
-            path = settings.resolve(src.path)
+    sources = data.get("sources") if isinstance(data.get("sources"), list) else []
+    for i, src in enumerate(sources):
+        src = table(src)
+        if src.get("type") == "replay" and src.get("enabled", True) is not False and text(src, "path"):
+            path = _resolve(text(src, "path"), config_dir)
             if not path.is_dir():
                 problems.append((f"sources[{i}].path", f"replay directory not found: {path}"))
     return problems

@@ -51,7 +51,8 @@ class ConfigError(DigestdError):
         if not self.problems:
             return self.message
         out = []
-        for key, msg in self.problems:
+        # In the order of the file: a problem without a line (the file as a whole) first.
+        for key, msg in sorted(self.problems, key=lambda p: self.line(p[0]) or 0):
             n = self.line(key)
             where = ":".join(str(x) for x in (self.path, n) if x is not None) if self.path else (f"line {n}" if n else "")
             out.append(": ".join(x for x in (where, key, msg) if x))
