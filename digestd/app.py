@@ -12,6 +12,7 @@ import httpx
 
 from .clock import Clock, SystemClock
 from .config import Settings
+from .errors import ConfigError
 from .store import Store, open_store
 from .tokens import Signer, load_or_create_secret
 
@@ -93,8 +94,12 @@ def build_app(settings: Settings, *, clock: Clock | None = None, transport: http
               sync_users: bool = True, embedder_factory: Callable[[], object] | None = None) -> App:
     from .sources.http import HttpClient, HttpLimits
 
-    # Owner only, when digestd creates it: it holds the database, the signing key and the outbox.
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        # Owner only, when digestd creates it: it holds the database, the signing key and the outbox.
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        why = f"cannot create {settings.data_dir}: {e.strerror or e}"
+        raise ConfigError(why, [("digestd.data_dir", why)]) from e
     clock = clock or SystemClock()
     store = store or open_store(settings.database_url)
     signer = Signer(load_or_create_secret(settings.secret_key_path))

@@ -13,7 +13,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -62,11 +62,14 @@ class SmtpSettings(_Strict):
     port: int = Field(587, ge=1, le=65535, description="SMTP port: 587 for starttls, 465 for ssl, 25 for none.")
     security: Literal["starttls", "ssl", "none"] = Field("starttls", description="starttls, ssl (implicit TLS) or none.")
     username: str = Field("", description="Login name; empty: no authentication.")
-    password_env: str = Field("", description="Name of the environment variable holding the password.")
-    password_file: str = Field("", description="File holding the password (first line).")
+    password_env: str = Field("", description="Name of the environment variable holding the password; every command checks that it is set and not empty.")
+    password_file: str = Field("", description="File holding the password (first line); relative to the config file. Every command checks that it is readable and not empty.")
     from_: str = Field(..., alias="from", description='Sender, e.g. "Paper digest <digest@example.org>".')
     timeout_seconds: float = Field(30.0, gt=0, description="Socket timeout for the SMTP conversation.")
     max_attempts: int = Field(5, ge=1, description="Attempts for a temporary failure before the digest is marked failed.")
+    dkim_selector: str = Field("", description="DKIM: the selector; the public key is published at <selector>._domainkey.<dkim_domain>. Empty: mail is not signed.")
+    dkim_domain: str = Field("", description="DKIM: the signing domain (d=), usually the domain of from.")
+    dkim_key_file: str = Field("", description="DKIM: PEM file with the RSA private key; relative to the config file. check-config reads it.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -77,12 +80,20 @@ class SmtpSettings(_Strict):
             raise ValueError("never put the password in the config; use password_env or password_file")
         return data
 
+    @model_validator(mode="after")
+    def _dkim_all_or_none(self):
+        given = [k for k in ("dkim_selector", "dkim_domain", "dkim_key_file") if getattr(self, k)]
+        if given and len(given) < 3:
+            missing = [k for k in ("dkim_selector", "dkim_domain", "dkim_key_file") if k not in given]
+            raise ValueError(f"DKIM signing needs dkim_selector, dkim_domain and dkim_key_file; missing {', '.join(missing)}")
+        return self
+
     def password(self) -> str | None:
-        if self.password_env:
-            return os.environ.get(self.password_env)
-        if self.password_file:
-            return Path(self.password_file).read_text().splitlines()[0].strip()
-        return None
+        """The password as configured; a ``ConfigError`` naming the key when it is configured but
+        unavailable (an unset variable, a missing or empty file)."""
+        from .config_check import read_password
+
+        return read_password(self)
 
 
 class RankingSettings(_Strict):
@@ -254,6 +265,8 @@ class Settings(_Strict):
 
     # Where the config file lives; relative paths resolve against it.
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    # Line of each key in the file it was read from, for errors found after parsing.
+    _lines: dict = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -326,9 +339,11 @@ def _problems_from(err: ValidationError) -> list[tuple[str, str]]:
         path = _loc_to_path(loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            from .config_check import did_you_mean
+
+            msg = f"unknown key; {did_you_mean(path)}"
         elif e["type"] == "missing":
-            msg = "required key is missing"
+            msg = f"required key is missing; fix: add {path.rpartition('.')[2]} = ..."
         # A cross-check error carries several "path: message" lines of its own.
         for line in msg.split("\n"):
             sub, sep, rest = line.partition(": ")
@@ -340,6 +355,8 @@ def _problems_from(err: ValidationError) -> list[tuple[str, str]]:
 
 
 def parse_config(text: str, *, config_dir: Path | None = None, path: str | None = None) -> Settings:
+    from .config_check import cross_checks, key_lines
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -347,8 +364,17 @@ def parse_config(text: str, *, config_dir: Path | None = None, path: str | None 
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:
-        raise ConfigError("invalid config", _problems_from(e), path=path) from e
+        # The schema's cross-checks wait for every field to be valid; these do not.
+        crossed = cross_checks(data)
+        problems = [p for p in _problems_from(e) if not p[1].startswith(("duplicate ", "no source named "))]
+        raise ConfigError("invalid config", problems + crossed, path=path, lines=key_lines(text)) from e
     settings.config_dir = (config_dir or Path.cwd()).resolve()
+    if settings.smtp is not None:
+        # Like every path in the file, relative to the config file (not to where digestd was started).
+        for key in ("password_file", "dkim_key_file"):
+            if getattr(settings.smtp, key):
+                setattr(settings.smtp, key, str(settings.resolve(getattr(settings.smtp, key))))
+    settings._lines = key_lines(text)
     return settings
 
 
@@ -364,7 +390,20 @@ def load_config(explicit: str | None = None) -> Settings:
         raise ConfigError(f"config file not found: {path}", [("", "file not found (pass --config FILE or set DIGESTD_CONFIG)")], path=str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config {path}: {e}", [("", f"cannot read: {e}")], path=str(path)) from e
-    return parse_config(text, config_dir=path.parent, path=str(path))
+    from .config_check import runtime_problems
+
+    # What `run` needs from outside the file is checked for every command, and listed beside the
+    # schema's problems: check-config names every problem at once.
+    try:
+        settings = parse_config(text, config_dir=path.parent, path=str(path))
+    except ConfigError as e:
+        if e.lines:   # the TOML parsed; only the schema found problems
+            e.problems += runtime_problems(tomllib.loads(text), path.parent.resolve())
+        raise
+    problems = runtime_problems(tomllib.loads(text), settings.config_dir)
+    if problems:
+        raise ConfigError("config cannot run", problems, path=str(path), lines=settings._lines)
+    return settings
 
 
 def documented_keys() -> dict[str, dict[str, str]]:
