@@ -181,7 +181,9 @@ def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], send
     with stage(app, "store"):
         store.save_compositions(saved)
     todo = [d for d in won if d.id in batch.unfinished]
-    views = build_views(app, [ViewRequest(user_of[d.user_id], d.day, items.get(d.id, []), notes[d.id]) for d in todo], now)
+    windows = {c.digest_id: (c.covers_from, c.covers_until) for c in saved}
+    views = build_views(app, [ViewRequest(user_of[d.user_id], d.day, items.get(d.id, []), notes[d.id],
+                                          *windows.get(d.id, (d.covers_from, d.covers_until))) for d in todo], now)
     with stage(app, "store"):
         subscribed = {u.id: u.subscribed for u in store.users_by_ids(d.user_id for d in todo).values()}
     for d, view in zip(todo, views):
