@@ -19,28 +19,11 @@ from digestd.app import build_app
 from digestd.clock import FixedClock
 from digestd.config import parse_config
 from digestd.mathtext import latex_to_unicode
+from live_site import LATEX_TITLE, hf_list
 from test_daemon_support import RecordingMailer, config_text, real_papers, user_block
 
 UTC = dt.timezone.utc
 GMAIL_CLIP_BYTES = 102 * 1024
-
-LATEX_TITLE = r"Mobi-$\pi$: \textbf{GR}ouping $8192\times 8192$ panoramas in 360{\deg}"
-
-
-def hf_list(directory, day: str, papers: list[dict]) -> None:
-    """A Hugging Face list with what the real API adds: upvotes, ai_summary, githubRepo."""
-    directory.mkdir(parents=True, exist_ok=True)
-    items = []
-    for i, p in enumerate(papers):
-        paper = {"id": p["id"], "title": p["title"], "summary": p["summary"],
-                 "authors": [{"name": a} for a in p["authors"]], "publishedAt": f"{day}T00:00:00.000Z",
-                 "upvotes": 40 - i}
-        if i % 2 == 0:
-            paper["ai_summary"] = f"A short machine summary of paper {p['id']}."
-            paper["githubRepo"] = f"https://github.com/example/repo-{i}"
-        items.append({"paper": paper, "title": p["title"], "publishedAt": f"{day}T00:00:00.000Z"})
-    (directory / f"{day}.json").write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
-
 
 @pytest.fixture
 def env(tmp_path):
