@@ -27,8 +27,8 @@ from .templates_dir import templates_dir
 
 ABSTRACT_MAX_CHARS = 600
 # A mail card fits two or three to a phone screen: every text on it is short.
-KEY_SENTENCE_MAX_CHARS = 220
-TEASER_MAX_CHARS = 200
+KEY_SENTENCE_MAX_CHARS = 180
+TEASER_MAX_CHARS = 150
 SUMMARY_MAX_CHARS = 240
 REASON_MAX_CHARS = 110
 PREVIEW_MAX_CHARS = 140
