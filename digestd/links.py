@@ -74,6 +74,10 @@ def profile_url(app: "App", token: str) -> str:
     return f"{app.settings.digestd.base_url}/profile/{token}"
 
 
+def today_url(app: "App", token: str) -> str:
+    return f"{app.settings.digestd.base_url}/profile/{token}/today"
+
+
 def feedback_url(app: "App", user_id: str, paper_key: str, vote: str, via: str = "email") -> str:
     """``via`` ("email" or "feed") is signed into the link, so a vote says where it was given."""
     return f"{app.settings.digestd.base_url}/f/{app.signer.feedback_token(user_id, paper_key, vote, via)}"

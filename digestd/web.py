@@ -12,18 +12,27 @@ import datetime as dt
 import json
 import re
 import secrets
+import urllib.parse
 from typing import TYPE_CHECKING
 
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+<<<<<<< HEAD
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import accounts, feeds, links
 from .errors import DigestdError, PaperNotFound, StoreError, TokenError, UserError
+=======
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from . import accounts, feeds, links, pages
+from .errors import DigestdError, PaperNotFound, TokenError, UserError
+>>>>>>> presentation
 from .feedcache import FeedCache, FeedVersion
 from .httpdate import format_http_date, parse_http_date
 from .logs import get_logger
@@ -326,12 +335,16 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         return _page("unsubscribe.html", title="Unsubscribed" if not subscribed else "Subscribed", email=urow.email,
                      subscribed=subscribed, changed=True)
 
+    def _reader(token: str) -> str | None:
+        return links.user_for_feed_token(app, token)
+
     async def profile(request: Request) -> Response:
         """What digestd holds about the reader and learns from (the `profile_url` of the export).
         Opened with the private feed token, so whoever may read the feed may read this."""
         token = request.path_params["token"]
 
         def load():
+<<<<<<< HEAD
             from .safety import clean_text
 
             user_id = links.user_for_feed_token(app, token)
@@ -342,13 +355,89 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
             votes = [{**f, "title": clean_text(papers[f["paper"]].title if f["paper"] in papers else f["paper"], one_line=True)}
                      for f in reversed(data["feedback"])]
             return data, votes
+=======
+            user_id = _reader(token)
+            if user_id is None:
+                return None
+            data = pages.profile(app, user_id)
+            changed = request.query_params.get("changed")
+            if changed:
+                p = app.store.get_paper(changed)
+                data["changed"] = {"key": changed, "title": p.title if p else changed,
+                                   "vote": _vote_name(app.store.current_vote(user_id, changed)),
+                                   "was": request.query_params.get("was", "clear")}
+            return data
+>>>>>>> presentation
 
-        found = await run_in_threadpool(load)
-        if found is None:
+        data = await run_in_threadpool(load)
+        if data is None:
             return _not_found()
-        data, votes = found
-        return _page("profile.html", title="Your profile", user=data["user"], votes=votes,
-                     digests=list(reversed(data["digests"]))[:14], feed_url=data["feed_url"], labels=VOTE_LABELS)
+        return _page("profile.html", title="Your profile", p=data, changed=data.get("changed"),
+                     labels=VOTE_LABELS, token=token, today=app.clock.now().date().isoformat(),
+                     error=request.query_params.get("error", ""))
+
+    async def today_list(request: Request) -> Response:
+        token = request.path_params["token"]
+
+        def load():
+            user_id = _reader(token)
+            return None if user_id is None else pages.today(app, user_id)
+
+        data = await run_in_threadpool(load)
+        if data is None:
+            return _not_found()
+        return _page("today.html", title="Today's full list", t=data, token=token, labels=VOTE_LABELS,
+                     voted=request.query_params.get("changed", ""))
+
+    async def profile_vote(request: Request) -> Response:
+        """A vote or an undo from the reader's own pages; then back where it was pressed (303)."""
+        token = request.path_params["token"]
+        form = await request.form()
+        paper, vote = str(form.get("paper") or ""), str(form.get("vote") or "")
+        back = "today" if form.get("back") == "today" else ""
+        if vote not in ("up", "down", "clear") or not paper:
+            return _bad_link("The vote must be up, down or clear, for one paper.")
+
+        def record():
+            user_id = _reader(token)
+            if user_id is None:
+                return None
+            before = _vote_name(app.store.current_vote(user_id, paper))
+            accounts.apply_feedback(app, user_id, paper, vote, via="web")
+            return before
+
+        try:
+            before = await run_in_threadpool(record)
+        except (UserError, PaperNotFound) as e:
+            return _bad_link(e.message)
+        if before is None:
+            return _not_found()
+        query = urllib.parse.urlencode({"changed": paper, "was": before})
+        return RedirectResponse(f"{links.profile_url(app, token)}{'/today' if back else ''}?{query}", status_code=303)
+
+    async def profile_pause(request: Request) -> Response:
+        token = request.path_params["token"]
+        form = await request.form()
+
+        def change():
+            user_id = _reader(token)
+            if user_id is None:
+                return None
+            if form.get("action") == "resume":
+                app.store.set_paused(user_id, None, app.clock.now())
+                return ""
+            try:
+                until = pages.parse_pause(str(form.get("until") or ""), app.clock.now().date())
+            except ValueError as e:
+                return str(e)
+            app.store.set_paused(user_id, until, app.clock.now())
+            return ""
+
+        error = await run_in_threadpool(change)
+        if error is None:
+            return _not_found()
+        suffix = f"?{urllib.parse.urlencode({'error': error})}" if error else ""
+        return RedirectResponse(f"{links.profile_url(app, token)}{suffix}#pause", status_code=303)
 
     routes = [
         Route("/", index, methods=["GET"]),
@@ -356,6 +445,9 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/feeds/{token}.atom", feed, methods=["GET"]),
         Route("/profile/{token}", profile, methods=["GET"]),
+        Route("/profile/{token}/today", today_list, methods=["GET"]),
+        Route("/profile/{token}/vote", profile_vote, methods=["POST"]),
+        Route("/profile/{token}/pause", profile_pause, methods=["POST"]),
         Route("/f/{token}", feedback, methods=["GET", "POST"]),
         Route("/f/{token}/done", feedback_done, methods=["GET", "POST"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),

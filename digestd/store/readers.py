@@ -81,6 +81,15 @@ class ReaderQueries:
             row.updated_at = now
             s.commit()
 
+    def set_paused(self, user_id: str, until: dt.date | None, now: dt.datetime) -> None:
+        with self.session() as s:
+            row = s.get(User, user_id)
+            if row is None:
+                raise UserError(f"unknown user {user_id!r}", user=user_id)
+            row.paused_until = until
+            row.updated_at = now
+            s.commit()
+
     def set_feed_token(self, user_id: str, nonce: str, token_hash: str) -> None:
         with self.session() as s:
             row = s.get(User, user_id)
