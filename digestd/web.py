@@ -19,23 +19,16 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-<<<<<<< HEAD
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from . import accounts, feeds, links
-from .errors import DigestdError, PaperNotFound, StoreError, TokenError, UserError
-=======
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
-
 from . import accounts, feeds, links, pages
-from .errors import DigestdError, PaperNotFound, TokenError, UserError
->>>>>>> presentation
+from .errors import DigestdError, PaperNotFound, StoreError, TokenError, UserError
 from .feedcache import FeedCache, FeedVersion
 from .httpdate import format_http_date, parse_http_date
 from .logs import get_logger
+from .mathtext import readable
 from .templates_dir import templates_dir
 
 if TYPE_CHECKING:
@@ -138,12 +131,11 @@ def _paper_context(app: "App", key: str) -> dict:
     p = app.store.get_paper(key)
     if p is None:
         raise PaperNotFound(f"paper {key!r} is no longer known to this digest", paper=key)
-    from .safety import clean_text
 
     url, pdf = links.paper_urls(p)
-    return {"key": p.key, "title": clean_text(p.title, one_line=True),
-            "authors": [clean_text(a, one_line=True) for a in json.loads(p.authors_json or "[]")],
-            "abstract": clean_text(p.abstract or ""), "url": url, "pdf_url": pdf}
+    return {"key": p.key, "title": readable(p.title, one_line=True),
+            "authors": [readable(a, one_line=True) for a in json.loads(p.authors_json or "[]")],
+            "abstract": readable(p.abstract), "url": url, "pdf_url": pdf}
 
 
 def _vote_name(value: int | None) -> str:
@@ -344,18 +336,6 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         token = request.path_params["token"]
 
         def load():
-<<<<<<< HEAD
-            from .safety import clean_text
-
-            user_id = links.user_for_feed_token(app, token)
-            if user_id is None:
-                return None
-            data = accounts.export_user(app, user_id)
-            papers = app.store.papers_by_keys(f["paper"] for f in data["feedback"])
-            votes = [{**f, "title": clean_text(papers[f["paper"]].title if f["paper"] in papers else f["paper"], one_line=True)}
-                     for f in reversed(data["feedback"])]
-            return data, votes
-=======
             user_id = _reader(token)
             if user_id is None:
                 return None
@@ -363,11 +343,10 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
             changed = request.query_params.get("changed")
             if changed:
                 p = app.store.get_paper(changed)
-                data["changed"] = {"key": changed, "title": p.title if p else changed,
+                data["changed"] = {"key": changed, "title": readable(p.title, one_line=True) if p else changed,
                                    "vote": _vote_name(app.store.current_vote(user_id, changed)),
                                    "was": request.query_params.get("was", "clear")}
             return data
->>>>>>> presentation
 
         data = await run_in_threadpool(load)
         if data is None:

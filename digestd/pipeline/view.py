@@ -12,8 +12,7 @@ from ..models import Digest as DigestView
 from ..models import DigestPaper
 from ..store import Item
 from .. import links
-from ..mathtext import latex_to_unicode
-from ..safety import clean_text
+from ..mathtext import readable
 from .timing import stage
 
 if TYPE_CHECKING:
@@ -54,11 +53,6 @@ class _NewCounts:
             by_source = self._listings[window]
             self._counts[rule] = len(set().union(*(by_source.get(s, set()) for s in sources)))
         return self._counts[rule]
-
-
-def readable(text: str | None, *, one_line: bool = False) -> str:
-    """Stored text as a reader sees it: TeX as Unicode, then no control characters."""
-    return clean_text(latex_to_unicode(text), one_line=one_line) if text else ""
 
 
 def _extras(p) -> tuple[list[str], str, str]:

@@ -15,6 +15,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # A database adopted from before migrations may have been made by code that already had it.
+    if "paused_until" in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("users")}:
+        return
     with op.batch_alter_table("users") as batch:      # batch: SQLite alters a table by copying it
         batch.add_column(sa.Column("paused_until", sa.Date(), nullable=True))
 
