@@ -305,3 +305,21 @@ def test_a_feed_urls_credentials_never_show_in_healthz_status_or_the_log(world, 
     assert_only_bad_failed(app, fetched, rec, good, cause="HTTP 500")
     shown = json.dumps([health(app, None)[1], accounts.status(app)]) + caplog.text
     assert "hunter2" not in shown and "SEKRIT" not in shown and "REDACTED" in shown
+
+
+def test_status_and_the_log_of_a_real_process_show_no_escape_codes_and_no_secrets(tmp_path):
+    from test_pipeline import cli
+
+    with serve() as hostile:
+        hostile.body("/api/daily_papers", json.dumps({"error": "\x1b[31mboom\x1b]0;owned\x07 \x1b[2J"}).encode())
+        url = hostile.url("/api/daily_papers").replace("http://", "http://bob:hunter2@") + "?apikey=SEKRIT"
+        cfg = tmp_path / "digestd.toml"
+        cfg.write_text(f'[digestd]\ndata_dir = "{tmp_path}/var"\n\n[[sources]]\nname = "hf"\ntype = "hf_daily"\n'
+                       f'url = "{url}"\n')
+        fetched = cli(cfg, "fetch", check=False)
+        status = cli(cfg, "status")
+        as_json = cli(cfg, "status", "--json", check=False)
+    out = fetched.stdout + fetched.stderr + status.stdout + status.stderr + as_json.stdout
+    assert "boom" in status.stdout and "ERROR x1" in status.stdout
+    assert "\x1b" not in out and "\x07" not in out
+    assert "hunter2" not in out and "SEKRIT" not in out
