@@ -323,3 +323,26 @@ def test_status_and_the_log_of_a_real_process_show_no_escape_codes_and_no_secret
     assert "boom" in status.stdout and "ERROR x1" in status.stdout
     assert "\x1b" not in out and "\x07" not in out
     assert "hunter2" not in out and "SEKRIT" not in out
+
+
+def test_run_once_in_a_real_process_cuts_a_dripping_server_off_and_still_mails_the_reader(tmp_path, smtp):
+    import time
+
+    from test_pipeline import cli
+
+    rec, port = smtp
+    write_hf_list(tmp_path / "good", DAY, real_papers(DAY, 5))
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    write_hf_list(tmp_path / "good", today, real_papers(DAY, 5, skip=5))
+    with serve() as hostile:
+        url = hostile.drip("/slow.rss", every=1.0)
+        cfg = tmp_path / "digestd.toml"
+        cfg.write_text(CONFIG.format(tmp=tmp_path, db=f"sqlite:///{tmp_path}/var/digestd.db", port=port,
+                                     bad_type="feed", bad_key="url", bad_url=url)
+                       .replace('send_at = "07:30"', 'send_at = "00:00"'))
+        started = time.monotonic()
+        r = cli(cfg, "run", "--once", check=False)
+        took = time.monotonic() - started
+    assert took < 60, took
+    assert re.search(r"ERROR digestd.fetch: fetch failed .*deadline.* source=bad", r.stderr), r.stderr
+    assert len(rec.messages) == 1
