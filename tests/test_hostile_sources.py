@@ -317,10 +317,10 @@ def test_status_and_the_log_of_a_real_process_show_no_escape_codes_and_no_secret
         cfg.write_text(f'[digestd]\ndata_dir = "{tmp_path}/var"\n\n[[sources]]\nname = "hf"\ntype = "hf_daily"\n'
                        f'url = "{url}"\n')
         fetched = cli(cfg, "fetch", check=False)
-        status = cli(cfg, "status")
+        status = cli(cfg, "status", check=False)
         as_json = cli(cfg, "status", "--json", check=False)
     out = fetched.stdout + fetched.stderr + status.stdout + status.stderr + as_json.stdout
-    assert "boom" in status.stdout and "ERROR x1" in status.stdout
+    assert status.returncode != 0 and "boom" in status.stdout and "ERROR x1" in status.stdout
     assert "\x1b" not in out and "\x07" not in out
     assert "hunter2" not in out and "SEKRIT" not in out
 
