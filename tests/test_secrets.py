@@ -167,6 +167,11 @@ def test_when_the_store_fails_every_page_is_a_503_with_a_retry_and_no_token_is_l
         pages = {"feed": client.get(feed), "profile": client.get(profile), "vote page": client.get(vote),
                  "done page": client.get(vote + "/done?vote=up"), "unsubscribe": client.get(unsub)}
         press = client.post(vote, data={"vote": "up", "press": app.signer.press_token(tokens[2])})
+        posts = {profile: client.post(profile + "/vote", data={"paper": PAPER, "vote": "up"}),
+                 unsub: client.post(unsub, data={"List-Unsubscribe": "One-Click"})}
+    for page, r in posts.items():                 # the form is gone: the retry leads back to its page
+        assert r.status_code == 503 and r.headers["retry-after"].isdigit(), (page, r.status_code)
+        assert re.search(r'<form method="get" id="retry" action="' + re.escape(page) + '">', r.text), page
     for name, r in [*pages.items(), ("press", press)]:
         assert r.status_code == 503, (name, r.status_code, r.text[:300])
         assert r.headers["retry-after"].isdigit() and 'id="retry"' in r.text, name
@@ -177,4 +182,6 @@ def test_when_the_store_fails_every_page_is_a_503_with_a_retry_and_no_token_is_l
     assert not [t for t in tokens if t in logged]
     assert not any(t in r.text for t in tokens for r in pages.values() if r is not pages["vote page"])
     app.store.engine = healthy
+    with TestClient(create_app(app)) as client:   # the database is back: the retries lead somewhere
+        assert [client.get(page).status_code for page in posts] == [200, 200]
     app.close()
