@@ -79,10 +79,21 @@ def test_a_short_secret_key_file_is_an_error_naming_it_and_is_left_as_it_was(tmp
     (tmp_path / "lists").mkdir()
     cfg = tmp_path / "digestd.toml"
     cfg.write_text(config_text(extra='secret_key_file = "my.key"', users=user_block("alice")))
-    assert cli.main(["--config", str(cfg), "status"]) == 2
-    err = capsys.readouterr().err
-    assert str(key) in err and len(err.strip().splitlines()) == 1
+    for command in ("status", "check-config"):
+        assert cli.main(["--config", str(cfg), command]) == 2
+        err = capsys.readouterr().err
+        assert re.search(r"digestd\.secret_key_file: the secret key file " + re.escape(str(key)) + " holds 9 bytes", err), err
     assert key.read_bytes() == b"too-short\n"
+
+
+def test_check_config_lists_a_bad_key_file_beside_the_other_problems(tmp_path, capsys):
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "secret.key").mkdir()     # unreadable as a file
+    cfg = tmp_path / "digestd.toml"
+    cfg.write_text(config_text(users=user_block("alice")))   # and its replay directory "lists" is missing
+    assert cli.main(["--config", str(cfg), "check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "digestd.secret_key_file: cannot read the secret key file" in err and "sources[0].path" in err
 
 
 def test_an_unreadable_secret_key_file_is_an_error_naming_it(tmp_path):
