@@ -101,3 +101,30 @@ def test_a_command_logs_warnings_only_unless_verbose(tmp_path):
     assert "\x1b[" not in quiet.stdout
     loud = digestd("-v", "fetch", "--date", "2025-05-19", cwd=tmp_path)
     assert " INFO " in loud.stderr
+
+
+def test_fetch_in_a_terminal_shows_a_progress_bar(tmp_path):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "2025-05-19.json").write_text((REPO / "examples/lists/hf/2025-05-19.json").read_text())
+    (tmp_path / "digestd.toml").write_text('[[sources]]\nname = "demo"\ntype = "replay"\npath = "lists"\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": "100"}
+    env.pop("DIGESTD_CONFIG", None)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(tmp_path)
+        os.execve(sys.executable, [sys.executable, "-m", "digestd", "fetch"], env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    text = out.decode("utf-8", "replace")
+    assert "fetching lists" in text and "1/1" in text          # the bar, done
+    assert "demo 2025-05-19: 25 papers" in text
