@@ -217,9 +217,9 @@ def _header(d: Digest) -> dict:
     lists = _list_names(d.lists)
     if not n:
         line = empty_day_line(d)
-        detail = _one_line(d.note)
-        return {"headline": line[0].upper() + line[1:] + ".",
-                "detail": detail if detail and detail.rstrip(".").lower() != line else "", "thin": ""}
+        # The same words as the subject; a note's own detail ("212 papers, none close ...") after them.
+        _head, sep, detail = _one_line(d.note).partition(": ")
+        return {"headline": line[0].upper() + line[1:] + ".", "detail": detail if sep else "", "thin": ""}
     papers = "paper" if n == 1 else "papers"
     if d.new_papers:
         headline = f"{n} {papers} picked for you from {d.new_papers} new on {lists}." if lists else \
