@@ -50,6 +50,8 @@ def parts(raw: bytes) -> tuple[str, str]:
 
 
 def visible(html: str) -> str:
+    """The text a reader sees in the opened mail: not the styles, title or hidden preview line."""
+    html = re.sub(r'<div class="preview"[^>]*>.*?</div>', "", html, flags=re.S)
     return re.sub(r"<[^>]+>", " ", re.sub(r"<(style|title)>.*?</\1>", "", html, flags=re.S))
 
 
