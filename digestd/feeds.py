@@ -24,7 +24,8 @@ def feed_xml(app: "App", user_id: str) -> str:
         by_digest.setdefault(digest.id, []).append(item)
         digests[digest.id] = digest
     order = list(by_digest)
-    views = build_views(app, [ViewRequest(user, digests[i].day, by_digest[i], digests[i].note) for i in order], now)
+    views = build_views(app, [ViewRequest(user, digests[i].day, by_digest[i], digests[i].note) for i in order], now,
+                        via="feed")
     entries = []
     for did, v in zip(order, views):
         d = digests[did]

@@ -63,3 +63,11 @@ def _prose(s: str) -> str:
     # Keep the surrounding spacing: latex2text trims what it does not see as significant.
     lead, core, trail = re.match(r"(\s*)(.*?)(\s*)$", s, re.S).groups()
     return lead + _convert(core) + trail
+
+
+def readable(text: str | None, *, one_line: bool = False) -> str:
+    """Stored text as a reader sees it anywhere (mail, feed, pages): TeX as Unicode, then no
+    control characters (``safety.clean_text``)."""
+    from .safety import clean_text
+
+    return clean_text(latex_to_unicode(text), one_line=one_line) if text else ""

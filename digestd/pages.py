@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 from . import accounts, links
-from .mathtext import latex_to_unicode
+from .mathtext import readable
 
 if TYPE_CHECKING:
     from .app import App
@@ -19,7 +19,7 @@ TODAY_MAX = 100          # the most a digest may hold (config.digest_size's boun
 
 
 def _title(p) -> str:
-    return latex_to_unicode(" ".join((p.title or p.key).split()))
+    return readable(p.title or p.key, one_line=True)
 
 
 def _paper(app: "App", p) -> dict:

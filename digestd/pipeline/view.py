@@ -12,7 +12,7 @@ from ..models import Digest as DigestView
 from ..models import DigestPaper
 from ..store import Item
 from .. import links
-from ..mathtext import latex_to_unicode
+from ..mathtext import readable
 from .timing import stage
 
 if TYPE_CHECKING:
@@ -69,10 +69,11 @@ def _extras(p) -> tuple[list[str], str, str]:
     summary = extra.get("ai_summary") if isinstance(extra.get("ai_summary"), str) else ""
     repo = extra.get("githubRepo") if isinstance(extra.get("githubRepo"), str) else ""
     # Only a web link is a link: anything else (javascript:, a bare name) is not shown.
-    return cats, latex_to_unicode(summary.strip()), repo if repo.startswith(("https://", "http://")) else ""
+    return cats, readable(summary.strip()), repo if repo.startswith(("https://", "http://")) else ""
 
 
-def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -> list[DigestView]:
+def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime, *, via: str = "email") -> list[DigestView]:
+    """``via``: where the views are shown ("email" or "feed"), signed into their feedback links."""
     store = app.store
     with stage(app, "store"):
         keys = list(dict.fromkeys(i.paper_key for r in requests for i in r.items))
@@ -93,17 +94,17 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -
                 p = papers.get(it.paper_key)
                 if p is None:
                     continue
-                if p.key not in shown:    # a paper many readers get is unpacked (and its TeX converted) once
+                if p.key not in shown:    # a paper many readers get is unpacked (TeX converted, made safe) once
                     url, pdf = links.paper_urls(p)
-                    shown[p.key] = (url, pdf, [latex_to_unicode(a) for a in json.loads(p.authors_json)],
-                                    latex_to_unicode(p.title), latex_to_unicode(p.abstract), _extras(p))
+                    shown[p.key] = (url, pdf, [readable(a, one_line=True) for a in json.loads(p.authors_json)],
+                                    readable(p.title, one_line=True), readable(p.abstract), _extras(p))
                 url, pdf, authors, title, abstract, (cats, summary, code) = shown[p.key]
                 ps.append(DigestPaper(
                     key=p.key, title=title, abstract=abstract, authors=authors, url=url, pdf_url=pdf,
-                    score=it.score, reason=it.reason, highlight=latex_to_unicode(it.highlight) or None,
+                    score=it.score, reason=it.reason, highlight=readable(it.highlight) or None,
                     explore=it.explore, sources=sources.get(p.key, []),
-                    up_url=links.feedback_url(app, uid, p.key, "up"),
-                    down_url=links.feedback_url(app, uid, p.key, "down"), published=p.published_at,
+                    up_url=links.feedback_url(app, uid, p.key, "up", via),
+                    down_url=links.feedback_url(app, uid, p.key, "down", via), published=p.published_at,
                     listed_on=listed.get(p.key), categories=cats, upvotes=p.upvotes, ai_summary=summary,
                     code_url=code, pinned=bool(getattr(it, "pinned", False))))
             token = tokens[uid]
