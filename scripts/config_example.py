@@ -8,7 +8,7 @@ import textwrap
 
 from pydantic_core import PydanticUndefined
 
-from digestd.config import DigestdSettings, RankingSettings, SmtpSettings, SourceSettings, UserSettings
+from digestd.config import DigestdSettings, FetchSettings, RankingSettings, SmtpSettings, SourceSettings, UserSettings
 
 # What the example sets where the default is empty or required, so that it reads as a real setup.
 EXAMPLES = {
@@ -58,6 +58,7 @@ print(table("[digestd]", "digestd", DigestdSettings))
 print("# Absent: every digest goes to the Maildir <data_dir>/outbox. Uncomment to send real mail.")
 print(table("[smtp]", "smtp", SmtpSettings, all_commented=True))
 print(table("[ranking]", "ranking", RankingSettings))
+print(table("[fetch]", "fetch", FetchSettings))
 print("# One table per list to pull: type hf_daily, arxiv, feed or replay.")
 print(table("[[sources]]", "sources", SourceSettings))
 print('[[sources]]\nname = "hf"\ntype = "hf_daily"\n')
