@@ -156,9 +156,10 @@ def health(app: "App", scheduler) -> tuple[bool, dict]:
                 "error_count": st.error_count if st else 0,
                 "last_error": st.last_error if st and st.error_count else None,
             })
-    ok = db_ok and sched_ok
+    config_problem = getattr(app, "config_problem", None)
+    ok = db_ok and sched_ok and not config_problem
     return ok, {"ok": ok, "scheduler": sched, "database": db_ok, "sources": sources,
-                "now": app.clock.now().isoformat()}
+                "config": config_problem, "now": app.clock.now().isoformat()}
 
 
 def create_app(app: "App", *, scheduler=None) -> Starlette:
