@@ -206,7 +206,9 @@ def _dispatch(args) -> int:
 
     settings = load_config(args.config)
     if args.command == "check-config":
-        print(f"{args.config}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
+        from .config import config_path
+
+        print(f"{config_path(args.config)}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
         return EXIT_OK
     setup_logging(settings.digestd.log_level)
 

@@ -208,3 +208,33 @@ def test_a_digest_in_the_maildir_but_not_yet_recorded_is_not_written_twice_when_
             assert (f"{user}@example.org", d["message_id"]) in stored
     finally:
         app.close()
+
+
+def test_claims_of_a_process_that_is_gone_are_taken_over_at_once_and_a_live_ones_are_not(any_database_url, clock):
+    import datetime as dt
+    import socket
+
+    from digestd.pipeline import handoff
+    from digestd.store import open_store
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    from digestd.config import parse_config
+
+    store = open_store(any_database_url)
+    users = "".join(f'[[users]]\nid = "{u}"\nemail = "{u}@example.org"\n' for u in ("dead-reader", "live-reader", "far-reader"))
+    store.sync_users(parse_config(users).users, clock.now())
+    try:
+        host = socket.gethostname()
+        day = clock.now().date()
+        store.claim_digests([("dead-reader", day)], clock.now(), f"{host}:{gone.pid}", handoff.LEASE)
+        store.claim_digests([("live-reader", day)], clock.now(), f"{host}:{os.getppid()}", handoff.LEASE)
+        store.claim_digests([("far-reader", day)], clock.now(), f"elsewhere:{gone.pid}", handoff.LEASE)
+        owners = dict((i, by) for i, by in store.live_claims(clock.now()))
+        assert sorted(handoff.owner_is_dead(by) for by in owners.values()) == [False, False, True]
+        store.end_leases([i for i, by in owners.items() if handoff.owner_is_dead(by)])
+        won = store.claim_digests([(u, day) for u in ("dead-reader", "live-reader", "far-reader")],
+                                  clock.now() + dt.timedelta(seconds=1), "next", handoff.LEASE)
+        assert [d.user_id for d in won] == ["dead-reader"]
+    finally:
+        store.dispose()
