@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
-        if args.command == "check-config" and e.problems:
+        if args.command == "check-config" and len(e.problems) > 1:
             n = len(e.problems)
             print(f"digestd: {n} problem{'s' if n > 1 else ''} in {e.path or 'the config'}", file=sys.stderr)
         return EXIT_USAGE

@@ -351,7 +351,8 @@ def parse_config(text: str, *, config_dir: Path | None = None, path: str | None 
         # The schema's cross-checks wait for every field to be valid; these do not.
         crossed = cross_checks(data)
         problems = [p for p in _problems_from(e) if not p[1].startswith(("duplicate ", "no source named "))]
-        raise ConfigError("invalid config", problems + crossed, path=path, lines=key_lines(text)) from e
+        problems = list(dict.fromkeys(problems + crossed))
+        raise ConfigError("invalid config", problems, path=path, lines=key_lines(text)) from e
     settings.config_dir = (config_dir or Path.cwd()).resolve()
     if settings.smtp is not None:
         # Like every path in the file, relative to the config file (not to where digestd was started).

@@ -88,6 +88,13 @@ def cross_checks(data: dict) -> list[Problem]:
     for i, n in enumerate(names):
         if isinstance(n, str) and names.index(n) != i:
             problems.append((f"sources[{i}].name", f"duplicate source name {n!r}"))
+    for i, src in enumerate(sources):
+        # The schema checks these only once every other field of the source is valid.
+        if isinstance(src, dict):
+            for kind, key, msg in (("arxiv", "categories", 'type arxiv needs categories, e.g. ["cs.LG"]'),
+                                   ("feed", "url", "type feed needs url"), ("replay", "path", "type replay needs path")):
+                if src.get("type") == kind and not src.get(key):
+                    problems.append((f"sources[{i}]", msg))
     ids = [u.get("id") if isinstance(u, dict) else None for u in users]
     for i, u in enumerate(users):
         if not isinstance(u, dict):

@@ -108,7 +108,8 @@ def test_check_config_without_the_extra_exits_2_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "digestd", "--config", str(cfg), "check-config"],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2
-    assert r.stderr.strip() == f"{cfg}: ranking.backend: 'embeddings' needs pip install 'digestd[embeddings]'"
+    # The line number of the key in the file is part of the one line.
+    assert r.stderr.strip() == f"{cfg}:5: ranking.backend: 'embeddings' needs pip install 'digestd[embeddings]'"
 
 
 @pytest.mark.skipif(embeddings.installed(), reason="the embeddings extra is installed here")
