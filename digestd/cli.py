@@ -139,10 +139,15 @@ def run_summary(fetched, delivered) -> tuple[str, bool]:
     sent = sum(d.status == "sent" for d in delivered)
     pending = sum(d.status in ("retry", "in-progress") for d in delivered)
     bad = sum(d.status == "failed" for d in delivered)
-    other = len(delivered) - sent - pending - bad
+    other: dict[str, int] = {}
+    for d in delivered:
+        if d.status not in ("sent", "retry", "in-progress", "failed"):
+            word = _STATE_WORDS.get(d.status, d.status)
+            other[word] = other.get(word, 0) + 1
     line = (f"summary: sources {ok_sources} ok, {len(set(failed))} failed"
             + (f" ({', '.join(dict.fromkeys(failed))})" if failed else "")
-            + f"; digests {sent} sent, {pending} pending, {bad} failed" + (f", {other} other" if other else ""))
+            + f"; digests {sent} sent, {pending} pending, {bad} failed"
+            + "".join(f", {n} {word}" for word, n in other.items()))
     return line, not failed and not pending and not bad
 
 
