@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     rt = sub.add_parser("rotate-feed-token", help="replace the user's private feed URL")
     rt.add_argument("user")
+
+    fu = sub.add_parser("feed-url", help="print one user's private feed URL (a secret: whoever has it reads the feed)")
+    fu.add_argument("user")
+
+    sub.add_parser("rotate-secret-key", help="write a new link-signing key: every link sent so far and every "
+                   "feed URL stop working")
     return p
 
 
@@ -97,14 +103,18 @@ def _write(text: str | bytes, out: str | None) -> None:
 
 
 def _print_status(st: dict) -> None:
+    from .safety import shown
+
     print(f"database: {st['database']}")
     print("sources:")
     for s in st["sources"]:
-        state = "disabled" if not s["enabled"] else ("ok" if not s["last_error"] else f"ERROR x{s['error_count']}")
+        state = ("disabled" if not s["enabled"] else f"ERROR x{s['error_count']}" if s["last_error"]
+                 else "ok" if s["last_success"] else "never")
         print(f"  {s['name']:<14} {s['type']:<8} {state:<10} last success: {s['last_success'] or 'never'}"
               f" ({s['last_count'] if s['last_count'] is not None else '-'} papers)")
         if s["last_error"]:
-            print(f"  {'':<14} last error at {s['last_error_at']}: {s['last_error']}; next try {s['next_retry']}")
+            # Server text: escape codes stripped, credentials in URLs redacted.
+            print(f"  {'':<14} last error at {s['last_error_at']}: {shown(s['last_error'])}; next try {s['next_retry']}")
     print("users:")
     for u in st["users"]:
         flags = [] if u["active"] else ["removed from config"]
@@ -114,7 +124,7 @@ def _print_status(st: dict) -> None:
         print(f"  {u['id']:<14} last digest: {last}; profile trained: {u['profile_trained_at'] or 'never'}"
               + (f" [{', '.join(flags)}]" if flags else ""))
         if u["last_error"] and u["last_status"] in ("failed", "retry"):
-            print(f"  {'':<14} error: {u['last_error']}")
+            print(f"  {'':<14} error: {shown(u['last_error'])}")
     print("counts: " + ", ".join(f"{k} {v}" for k, v in st["counts"].items()))
 
 
@@ -175,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
-        if args.command == "check-config" and len(e.problems) > 1:
+        if args.command == "check-config" and e.problems:
             n = len(e.problems)
             print(f"digestd: {n} problem{'s' if n > 1 else ''} in {e.path or 'the config'}", file=sys.stderr)
         return EXIT_USAGE
@@ -219,6 +229,8 @@ def _dispatch(args) -> int:
 
     from .app import build_app
 
+    if args.command == "rotate-secret-key":
+        return _rotate_secret_key(settings)
     if args.command == "run" and not args.once:
         from .daemon import serve
 
@@ -229,6 +241,27 @@ def _dispatch(args) -> int:
         return _command(app, args)
     finally:
         app.close()
+
+
+def _rotate_secret_key(settings) -> int:
+    """Before the app is built: a key that is too short or unreadable is what this command replaces."""
+    from . import links
+    from .app import build_app
+    from .tokens import rotate_secret
+
+    path = settings.secret_key_path
+    rotate_secret(path)
+    app = build_app(settings)
+    try:
+        links.rehash_feed_tokens(app)
+    finally:
+        app.close()
+    print(f"wrote a new secret key to {path}. This invalidates:\n"
+          "  - every 👍/👎 feedback link and every unsubscribe link in mail sent so far (they get a 'not valid' page;\n"
+          "    readers unsubscribe from the next digest's link)\n"
+          "  - every reader's private feed URL and profile URL (print the new one with `digestd feed-url USER`)\n"
+          "Restart a running `digestd run`: until then it signs with the old key.")
+    return EXIT_OK
 
 
 def _command(app, args) -> int:
@@ -316,6 +349,9 @@ def _command(app, args) -> int:
             print("digestd: " + ("ok" if not problems else "NOT OK: " + "; ".join(problems)))
             _print_status(st)
         return EXIT_ERROR if problems else EXIT_OK
+    if cmd == "feed-url":
+        print(links.feed_url(app, links.feed_token(app, app.reader(args.user).id)))
+        return EXIT_OK
     if cmd == "rotate-feed-token":
         print(links.rotate_feed_token(app, args.user))
         return EXIT_OK

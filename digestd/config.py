@@ -30,7 +30,7 @@ class DigestdSettings(_Strict):
     database_url: str = Field("", description="SQLAlchemy URL. Empty: sqlite:///<data_dir>/digestd.db. PostgreSQL: postgresql+psycopg://user@host/db.")
     base_url: str = Field("http://127.0.0.1:8080", description="Public URL of the HTTP server; absolute links in mail and feeds start with it.")
     listen: str = Field("127.0.0.1:8080", description="host:port the HTTP server of `run` listens on.")
-    secret_key_file: str = Field("", description="File holding the key that signs feedback and unsubscribe links. Empty: <data_dir>/secret.key, created on first start.")
+    secret_key_file: str = Field("", description="File holding the key (at least 32 bytes) that signs feedback and unsubscribe links and feed tokens. Empty: <data_dir>/secret.key. Created (mode 0600) when missing; never replaced: too short or unreadable is an error. `digestd rotate-secret-key` writes a new one.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     link_max_age_days: int = Field(60, ge=1, description="Feedback links in mail older than this are refused as expired.")
 
@@ -111,6 +111,21 @@ class RankingSettings(_Strict):
             if not embeddings.installed():
                 raise ValueError(f"'embeddings' needs {embeddings.INSTALL_HINT}")
         return v
+
+
+class FetchSettings(_Strict):
+    """Bounds on what any one server may make digestd wait for, read or store."""
+
+    timeout_seconds: float = Field(30.0, gt=0, description="Connect and per-read timeout of one HTTP request.")
+    deadline_seconds: float = Field(120.0, gt=0, description="Total time one HTTP request may take, however slowly the server drips its answer; then it is cut off as an error.")
+    max_body_bytes: int = Field(20_000_000, ge=1024, description="Largest answer read, counted while it streams in and after decompression (a gzip bomb stops here).")
+    max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed; only to http(s), and never from a public host to a loopback or private address.")
+    max_retry_after_seconds: int = Field(21600, ge=0, description="Longest wait a server's Retry-After may impose on a source.")
+    max_entries: int = Field(2000, ge=1, description="Most papers kept from one list; the rest are logged and dropped.")
+    max_title_chars: int = Field(1000, ge=10, description="Titles are cut to this many characters.")
+    max_abstract_chars: int = Field(20000, ge=100, description="Abstracts are cut to this many characters (a 60 MB abstract never reaches a mail).")
+    max_field_chars: int = Field(500, ge=10, description="One author name, category or other short field is cut to this many characters.")
+    max_authors: int = Field(500, ge=1, description="Most authors kept for one paper.")
 
 
 SourceType = Literal["hf_daily", "arxiv", "feed", "replay"]
@@ -244,6 +259,7 @@ class Settings(_Strict):
     digestd: DigestdSettings = Field(default_factory=DigestdSettings, description="Global settings.")
     smtp: SmtpSettings | None = Field(None, description="Absent: mail goes to the Maildir <data_dir>/outbox.")
     ranking: RankingSettings = Field(default_factory=RankingSettings, description="How papers are ranked.")
+    fetch: FetchSettings = Field(default_factory=FetchSettings, description="Limits on what sources may send.")
     sources: list[SourceSettings] = Field(default_factory=list, description="The lists to pull.")
     users: list[UserSettings] = Field(default_factory=list, description="The subscribers.")
 
@@ -395,6 +411,6 @@ def documented_keys() -> dict[str, dict[str, str]]:
     """Every settable key with its help text, per table; README completeness is tested against it."""
     out: dict[str, dict[str, str]] = {}
     for table, model in (("digestd", DigestdSettings), ("smtp", SmtpSettings), ("ranking", RankingSettings),
-                         ("sources", SourceSettings), ("users", UserSettings)):
+                         ("fetch", FetchSettings), ("sources", SourceSettings), ("users", UserSettings)):
         out[table] = {(f.alias or name): (f.description or "") for name, f in model.model_fields.items()}
     return out

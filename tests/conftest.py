@@ -48,26 +48,96 @@ def postgres_url() -> str | None:
     return os.environ.get("DIGESTD_TEST_DATABASE_URL") or None
 
 
-def _fresh_pg_url(base: str) -> str:
-    """A PostgreSQL URL whose search_path is a new, empty schema: tests never see each other's rows."""
+# Every schema this run creates, so the session's end can check that none was left behind.
+_PG_SCHEMAS: set[str] = set()
+
+
+def _admin(base: str, sql: str) -> None:
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    try:
+        with eng.begin() as c:
+            c.execute(sa.text(sql))
+    finally:
+        eng.dispose()
+
+
+def fresh_pg_schema(base: str) -> tuple[str, str]:
+    """A new, empty schema and a URL whose search_path is it: tests never see each other's rows.
+    The caller drops it (``drop_pg_schema``); the ``pg_schema`` fixture does that itself."""
     import uuid
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    _admin(base, f'CREATE SCHEMA "{schema}"')
+    _PG_SCHEMAS.add(schema)
+    sep = "&" if "?" in base else "?"
+    return schema, f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+def drop_pg_schema(base: str, schema: str) -> None:
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    try:
+        with eng.begin() as c:
+            c.execute(sa.text("SET lock_timeout = '20s'"))
+            c.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        eng.dispose()
+    _PG_SCHEMAS.discard(schema)
+
+
+@pytest.fixture
+def pg_schema():
+    """(base URL, schema, URL into the schema) on the test PostgreSQL; skipped without one."""
+    base = postgres_url()
+    if not base:
+        pytest.skip("DIGESTD_TEST_DATABASE_URL is not set")
+    schema, url = fresh_pg_schema(base)
+    yield base, schema, url
+    drop_pg_schema(base, schema)
+
+
+def _dispose_engines() -> None:
+    # Engines the test left open hold connections into its schema; DROP SCHEMA would wait on them.
+    import gc
 
     import sqlalchemy as sa
 
-    schema = "t_" + uuid.uuid4().hex[:12]
-    eng = sa.create_engine(base)
-    with eng.begin() as c:
-        c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    eng.dispose()
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
+    for obj in gc.get_objects():
+        if isinstance(obj, sa.Engine) and obj.dialect.name == "postgresql":
+            obj.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_database_url(request, tmp_path):
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'var' / 'digestd.db'}"
+        yield f"sqlite:///{tmp_path / 'var' / 'digestd.db'}"
+        return
     base = postgres_url()
     if not base:
         pytest.skip("DIGESTD_TEST_DATABASE_URL is not set")
-    return _fresh_pg_url(base)
+    schema, url = fresh_pg_schema(base)
+    yield url
+    _dispose_engines()
+    drop_pg_schema(base, schema)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No t_* schema of this run may outlive it: a fixture that forgot to drop one fails the run."""
+    base = postgres_url()
+    if not base or not _PG_SCHEMAS:
+        return
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    try:
+        with eng.connect() as c:
+            left = set(c.execute(sa.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\\_%'")).scalars())
+    finally:
+        eng.dispose()
+    left &= _PG_SCHEMAS
+    if left:
+        print(f"\nerror: this run left {len(left)} test schemas in {base}: {sorted(left)}")
+        session.exitstatus = 1

@@ -144,13 +144,13 @@ def test_under_the_daemon_a_config_error_while_sending_makes_healthz_not_ok_unti
     try:
         d.start()
         assert d.startup_done.wait(60)
-        ok, body = health(app, d.scheduler)
-        assert not ok and "dkim_key_file" in body["config"]
+        live, body = health(app, d.scheduler)
+        assert live and body["ok"] is False and body["status"] == "degraded" and "dkim_key_file" in body["config"]
         assert sent == []
         mailer["now"] = lambda: Recording(sent)
         d.deliver()
-        ok, body = health(app, d.scheduler)
-        assert ok and body["config"] is None and sent == ["alice@example.org"]
+        live, body = health(app, d.scheduler)
+        assert live and body["ok"] is True and body["config"] is None and sent == ["alice@example.org"]
     finally:
         d.stop()
         app.close()

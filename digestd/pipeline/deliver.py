@@ -41,7 +41,7 @@ Work = tuple[UserSettings, dt.date]
 class DeliveryOutcome:
     user: str
     day: dt.date
-    status: str            # sent / empty / retry / failed / already / in-progress / feed-only / unsubscribed
+    status: str            # sent / empty / retry / failed / already / in-progress / feed-only / unsubscribed / paused
     papers: int = 0
     message_id: str | None = None
     error: str | None = None
@@ -183,13 +183,22 @@ def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], send
     with stage(app, "store"):
         store.save_compositions(saved)
     todo = [d for d in won if d.id in batch.unfinished]
-    views = build_views(app, [ViewRequest(user_of[d.user_id], d.day, items.get(d.id, []), notes[d.id]) for d in todo], now)
+    windows = {c.digest_id: (c.covers_from, c.covers_until) for c in saved}
+    views = build_views(app, [ViewRequest(user_of[d.user_id], d.day, items.get(d.id, []), notes[d.id],
+                                          *windows.get(d.id, (d.covers_from, d.covers_until))) for d in todo], now)
     with stage(app, "store"):
-        subscribed = {u.id: u.subscribed for u in store.users_by_ids(d.user_id for d in todo).values()}
+        rows = store.users_by_ids(d.user_id for d in todo)
+    paused = {uid: u.paused_until for uid, u in rows.items() if u.paused_until is not None}
+    subscribed = {u.id: u.subscribed for u in rows.values()}
     for d, view in zip(todo, views):
         if should_stop() or sender.failed:
             break
         user = user_of[d.user_id]
+        if user.id in paused and d.day < paused[user.id]:
+            # A paused reader (a holiday) gets no mail until the pause ends; the feed goes on.
+            batch.done(Finish(d.id, "sent" if view.papers else "empty", app.clock.now()),
+                       DeliveryOutcome(user.id, d.day, "paused", papers=len(view.papers)))
+            continue
         ready = _prepare(app, user, d, view, subscribed.get(user.id, False), force)
         if isinstance(ready, Message):
             sender.put(batch, ready)

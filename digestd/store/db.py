@@ -4,21 +4,20 @@ The queries live beside it by subject (papers, readers, digests); nothing outsid
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, create_engine, select
 
 from ..errors import StoreError
+from . import schema
 from .digests import DigestQueries
 from .papers import PaperQueries
 from .readers import ReaderQueries
+from .schema import SchemaState
 from .tables import Digest, DigestItem, Feedback, Listing, Paper, PaperEmbedding, User
-
-# Columns added after a table first shipped: create_all() makes new tables but never alters old
-# ones, so a database from an earlier release gets them here (alembic takes this over, issue 11).
-_ADDED_COLUMNS = {"digests": {"lease_until": "TIMESTAMP"}}
 
 # One statement, built once: it runs on every feed poll. The outer join keeps a user without digests.
 _FEED_STAMP = (
@@ -31,14 +30,37 @@ _FEED_STAMP = (
 )
 
 
+# How long a writer waits for SQLite's one write lock before "database is locked". The same value
+# as the driver's own timeout (a PRAGMA set below it once cut that to 10 s): a vote posted while a
+# delivery or a fetch batch writes waits its turn. Writers keep their transactions short, so the
+# wait is short; a lock held longer than this is a stuck writer, and a vote then gets a 503 page
+# with a retry button rather than waiting on.
+SQLITE_BUSY_SECONDS = 30
+
+
 def _enable_sqlite_wal(dbapi_conn, _record) -> None:
     # WAL lets the HTTP server read while a digest job writes; busy_timeout rides out short write locks.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file readable by its owner only, before SQLite opens it: the database holds
+    every reader's address and votes, and SQLite gives its -wal and -shm files the mode of the
+    database file. An existing file keeps the mode its owner chose."""
+    if str(path) in ("", ":memory:"):
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise StoreError(f"cannot create the database file {path}: {e.strerror}") from e
 
 
 class Store(PaperQueries, ReaderQueries, DigestQueries):
@@ -46,8 +68,9 @@ class Store(PaperQueries, ReaderQueries, DigestQueries):
         self.url = url
         try:
             if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-                self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+                _create_private(Path(url.removeprefix("sqlite:///")))
+                self.engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS,
+                                                               "check_same_thread": False})
                 sa.event.listen(self.engine, "connect", _enable_sqlite_wal)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)
@@ -58,21 +81,27 @@ class Store(PaperQueries, ReaderQueries, DigestQueries):
     def safe_url(self) -> str:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
-    def init_schema(self) -> None:
-        try:
-            SQLModel.metadata.create_all(self.engine)
-            self._add_missing_columns()
-        except SQLAlchemyError as e:
-            raise StoreError(f"cannot create tables in {self.safe_url}: {e.__class__.__name__}: {e.orig if hasattr(e, 'orig') else e}") from e
+    def init_schema(self, *, migrate: bool = True) -> tuple[SchemaState, SchemaState]:
+        """Bring the schema to this code's revision (``store/migrations``); returns (before, after).
 
-    def _add_missing_columns(self) -> None:
-        insp = sa.inspect(self.engine)
-        for table, columns in _ADDED_COLUMNS.items():
-            have = {c["name"] for c in insp.get_columns(table)}
-            with self.engine.begin() as c:
-                for name, sql_type in columns.items():
-                    if name not in have:
-                        c.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
+        ``migrate=False`` is for commands other than `run` and `migrate`: they set up a fresh
+        database themselves, but one that holds data at an older revision is left alone with a
+        one-line error that says what to run."""
+        try:
+            state = schema.schema_state(self.engine)
+            if not state.known:
+                raise StoreError(f"database {self.safe_url} is at schema revision {state.current}, newer than this "
+                                 f"digestd knows (it needs {state.head}): upgrade digestd")
+            if not state.up_to_date and not state.fresh and not migrate:
+                raise StoreError(f"database {self.safe_url} {state.describe()}; this digestd needs revision "
+                                 f"{state.head}: run `digestd migrate`")
+            if state.up_to_date:
+                return state, state
+            return schema.upgrade(self.engine)
+        except OperationalError:
+            raise
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot migrate the schema of {self.safe_url}: {e.__class__.__name__}: {e.orig if hasattr(e, 'orig') else e}") from e
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -119,10 +148,15 @@ class Store(PaperQueries, ReaderQueries, DigestQueries):
 
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """The store at ``url`` with its schema current (see ``Store.init_schema`` for ``migrate``)."""
     store = Store(url)
     try:
-        store.init_schema()
+        store.init_schema(migrate=migrate)
     except OperationalError as e:
+        store.dispose()
         raise StoreError(f"database unreachable at {store.safe_url}: {e.orig}") from e
+    except BaseException:
+        store.dispose()
+        raise
     return store

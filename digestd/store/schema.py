@@ -1,0 +1,108 @@
+"""The schema's version: alembic migrations (``store/migrations``), applied under a lock.
+
+A database is *fresh* (no digestd tables), *legacy* (tables made by ``create_all`` before
+migrations existed, no version), *behind* (an older revision), *current*, or *ahead* (a revision this
+code does not know: a newer digestd migrated it). On PostgreSQL every upgrade holds a session
+advisory lock, so processes that start together migrate one after the other, and the later ones
+find nothing left to do.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_lock keys (one bigint space per database): "dgst" + a purpose.
+MIGRATION_LOCK = 0x64677374_0001
+SCHEDULER_LOCK = 0x64677374_0002
+# Tables every digestd database has had since the first release: one of them means "not fresh".
+_KNOWN_TABLES = {"papers", "users", "digests"}
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    current: str | None          # the stored revision; None: fresh or legacy
+    head: str                    # the revision this code needs
+    legacy: bool = False         # tables without a version: made before migrations
+    known: bool = True           # False: a revision from a newer digestd
+
+    @property
+    def fresh(self) -> bool:
+        return self.current is None and not self.legacy
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+    def describe(self) -> str:
+        if self.legacy:
+            return "was made before schema migrations (digestd 0.1.0)"
+        return f"is at schema revision {self.current}" if self.current else "is empty"
+
+
+def _config(connection: sa.Connection | None = None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def _scripts():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config())
+
+
+def head_revision() -> str:
+    return _scripts().get_current_head()
+
+
+def _state(conn: sa.Connection) -> SchemaState:
+    from alembic.migration import MigrationContext
+
+    current = MigrationContext.configure(conn).get_current_revision()
+    head = head_revision()
+    if current is None:
+        legacy = bool(_KNOWN_TABLES & set(sa.inspect(conn).get_table_names()))
+        return SchemaState(None, head, legacy=legacy)
+    known = current in {s.revision for s in _scripts().walk_revisions()}
+    return SchemaState(current, head, known=known)
+
+
+def schema_state(engine: sa.Engine) -> SchemaState:
+    with engine.connect() as conn:
+        return _state(conn)
+
+
+def upgrade(engine: sa.Engine) -> tuple[SchemaState, SchemaState]:
+    """Apply every pending migration; returns the state before and after. Safe to call from many
+    processes at once: on PostgreSQL they take turns under an advisory lock."""
+    from alembic import command
+
+    postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        if postgres:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+            conn.commit()
+        try:
+            before = _state(conn)
+            conn.rollback()
+            if not before.known:
+                return before, before
+            if not before.up_to_date:
+                with conn.begin():
+                    command.upgrade(_config(conn), "head")
+            after = _state(conn)
+            conn.rollback()
+            return before, after
+        finally:
+            if postgres:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+                conn.commit()
