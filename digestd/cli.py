@@ -190,10 +190,15 @@ def run_summary(fetched, delivered) -> tuple[str, bool]:
     sent = sum(d.status == "sent" for d in delivered)
     pending = sum(d.status in ("retry", "in-progress") for d in delivered)
     bad = sum(d.status == "failed" for d in delivered)
-    other = len(delivered) - sent - pending - bad
+    other: dict[str, int] = {}
+    for d in delivered:
+        if d.status not in ("sent", "retry", "in-progress", "failed"):
+            word = _STATE_WORDS.get(d.status, d.status)
+            other[word] = other.get(word, 0) + 1
     line = (f"summary: sources {ok_sources} ok, {len(set(failed))} failed"
             + (f" ({', '.join(dict.fromkeys(failed))})" if failed else "")
-            + f"; digests {sent} sent, {pending} pending, {bad} failed" + (f", {other} other" if other else ""))
+            + f"; digests {sent} sent, {pending} pending, {bad} failed"
+            + "".join(f", {n} {word}" for word, n in other.items()))
     return line, not failed and not pending and not bad
 
 
@@ -259,7 +264,9 @@ def _dispatch(args) -> int:
 
     settings = load_config(args.config, ignore=("digestd.secret_key_file",) if args.command == "rotate-secret-key" else ())
     if args.command == "check-config":
-        print(f"{args.config}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
+        from .config import config_path
+
+        print(f"{config_path(args.config)}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
         return EXIT_OK
     daemon = args.command == "run" and not args.once
     # A command's own output says what happened; its log lines are for when something goes wrong.

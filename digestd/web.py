@@ -172,12 +172,15 @@ def health(app: "App", scheduler) -> tuple[bool, dict]:
                 "last_error": shown(st.last_error, 500) if failing and st.last_error else None,
                 "next_retry": st.next_retry_at.isoformat() if failing and st.next_retry_at else None,
             })
-    # The HTTP status is liveness (database, scheduler); a failing source makes the body not ok.
+    # The HTTP status is liveness (database, scheduler); a failing source, or a configuration problem
+    # the last delivery pass met (digests stay pending until it is fixed), makes the body not ok.
     live = db_ok and sched_ok
     failing = [s["name"] for s in sources if s["status"] == "failing"]
-    ok = live and not failing
+    config_problem = getattr(app, "config_problem", None)
+    ok = live and not failing and not config_problem
     return live, {"ok": ok, "status": "ok" if ok else "degraded" if live else "down", "failing_sources": failing,
-                  "scheduler": sched, "database": db_ok, "sources": sources, "now": app.clock.now().isoformat()}
+                  "config": config_problem, "scheduler": sched, "database": db_ok, "sources": sources,
+                  "now": app.clock.now().isoformat()}
 
 
 def create_app(app: "App", *, scheduler=None) -> Starlette:
