@@ -119,3 +119,15 @@ def test_a_database_from_before_pauses_gains_the_column_and_can_pause(tmp_path, 
     store.set_paused("alice", dt.date(2025, 6, 1), clock.now())
     assert store.get_user("alice").paused_until == dt.date(2025, 6, 1)
     store.dispose()
+
+
+def test_another_sites_form_can_neither_vote_nor_pause_on_a_readers_pages(env):
+    pipeline.deliver_due(env.app)
+    key = accounts.export_user(env.app, "alice")["digests"][-1]["papers"][0]
+    cross = {"sec-fetch-site": "cross-site"}
+    r = env.client.post(profile_path(env) + "/vote", data={"paper": key, "vote": "up"}, headers=cross)
+    assert r.status_code == 403
+    r = env.client.post(profile_path(env) + "/pause", data={"until": "2099-01-01"}, headers=cross)
+    assert r.status_code == 403
+    assert accounts.export_user(env.app, "alice")["feedback"] == []
+    assert env.app.store.get_user("alice").paused_until is None
