@@ -88,8 +88,9 @@ def _current_corpus(app: "App") -> Corpus:
     every stored user model valid (a refit retrains everyone once). A change of the configured
     backend (a config reload) refits at once."""
     from ..rank import fit_space
+    from ..rank.embeddings import resolve_backend
 
-    backend = app.settings.ranking.backend
+    backend = resolve_backend(app.settings.ranking.backend)
     ident = (backend, app.store.corpus_version())
     cached = app.cache.get("corpus")
     if cached is not None and cached.version == ident:

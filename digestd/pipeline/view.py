@@ -51,7 +51,7 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -
                 url, pdf, authors = shown[p.key]
                 ps.append(DigestPaper(
                     key=p.key, title=p.title, abstract=p.abstract, authors=authors, url=url, pdf_url=pdf,
-                    score=it.score, reason=it.reason, highlight=it.highlight, explore=it.explore,
+                    score=it.score, reason=it.reason, highlight=it.highlight, explore=it.explore, pinned=it.pinned,
                     sources=sources.get(p.key, []), up_url=links.feedback_url(app, uid, p.key, "up"),
                     down_url=links.feedback_url(app, uid, p.key, "down"), published=p.published_at,
                     listed_on=listed.get(p.key)))

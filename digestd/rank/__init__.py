@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 
 from ..models import PaperText, ProfileInput
 from .features import FeatureSpace, Featurized, featurize
+from .controls import Controls
 from .fit import FitCache, featurize_known, fit, fit_readers, train
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
 from .profile import DEFAULT_PARAMS, Params, UserModel
@@ -61,18 +62,20 @@ def train_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, backgro
 
 def rank_readers(models: Sequence[UserModel], space: FeatureSpace, pool: Featurized, eligible, *,
                  sizes: Sequence[int], explore: Sequence[bool], min_scores: Sequence[float | None],
-                 now: dt.datetime, timings: dict | None = None) -> list[Selection]:
+                 now: dt.datetime, timings: dict | None = None, controls=None) -> list[Selection]:
     """Every reader's digest from one shared pool: ``eligible[i, j]`` says whether pool paper j may go
     to reader i (their sources and window, not sent, not voted 👎). The pool's graph and operator are
     built once (memoised on ``pool``), every reader's scores come from one batch of matrix products,
-    and explanations are made for the picks only. ``timings``, if given, gains the seconds of each step."""
+    and explanations are made for the picks only. ``timings``, if given, gains the seconds of each step.
+    ``controls``: one ``rank.controls.Controls`` per reader (pins and exclusions), or None."""
     import time
 
     t = time.perf_counter()
     passpool = prepare_pool(space, pool)
     scores = score_readers(models, passpool)
     t1 = time.perf_counter()
-    out = select_readers(models, passpool, scores, eligible, sizes, explore=explore, min_scores=min_scores, now=now)
+    out = select_readers(models, passpool, scores, eligible, sizes, explore=explore, min_scores=min_scores, now=now,
+                         controls=controls)
     if timings is not None:
         timings["score"] = timings.get("score", 0.0) + t1 - t
         timings["select"] = timings.get("select", 0.0) + time.perf_counter() - t1
@@ -87,7 +90,7 @@ def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
 
 
 __all__ = [
-    "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "DUPLICATE_COSINE", "FeatureSpace", "Featurized", "FitCache",
+    "BACKENDS", "Controls", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "DUPLICATE_COSINE", "FeatureSpace", "Featurized", "FitCache",
     "NOTHING_TODAY", "Params", "PassPool", "Selection", "UserModel", "calibrate", "calibrate_readers", "featurize",
     "featurize_known", "fit", "fit_readers", "fit_space", "prepare_pool", "rank_for_user", "rank_readers", "rank_scores",
     "reader_interest", "score_readers", "select", "select_readers", "train", "train_readers",

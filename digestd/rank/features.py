@@ -245,7 +245,7 @@ class FeatureSpace:
 
     def _paper_encoder(self):
         if self.encoder is None:
-            from .embeddings import PaperEncoder  # lazy: torch only for this backend
+            from .embeddings import PaperEncoder  # lazy: onnxruntime only for this backend
             self.encoder = PaperEncoder()
         return self.encoder
 

@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..models import Pick, PaperText
+from .controls import Controls, control_masks
 from .explain import explain_picks
 from .features import FeatureSpace, Featurized
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
@@ -37,25 +38,42 @@ class Selection:
 
 def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarray, eligible: np.ndarray,
                    sizes: Sequence[int], *, explore: Sequence[bool], min_scores: Sequence[float | None],
-                   now: dt.datetime | None, explain: bool = True) -> list[Selection]:
+                   now: dt.datetime | None, explain: bool = True,
+                   controls: Sequence[Controls] | None = None) -> list[Selection]:
     """One ``Selection`` per reader: up to ``sizes[u]`` picks from the papers ``eligible[u]`` allows.
 
     ``scores``: ``score_readers(models, pool)``. ``min_scores[u]``: None = the reader's calibrated
-    threshold (0); ``float("-inf")`` = no cut (full ranking). ``now`` seeds the exploration draw."""
+    threshold (0); ``float("-inf")`` = no cut (full ranking). ``now`` seeds the exploration draw.
+    ``controls[u]``: the reader's pins (first, whatever they score, up to the digest size) and
+    exclusions (never) (``rank.controls``)."""
     b, n = scores.shape
     allowed = np.array(eligible, dtype=bool, copy=True)
     for u, m in enumerate(models):
         voted = [pool.index[k] for k in m.known_keys if k in pool.index]
         allowed[u, voted] = False
-    n_exploit = np.array([s - 1 if (e and s > 1) else s for s, e in zip(sizes, explore)])
+    pins: list[list[int]] = [[] for _ in range(b)]
+    pinned_by: list[dict[int, str]] = [{} for _ in range(b)]
+    if controls is not None and any(not c.empty for c in controls):
+        masks = control_masks(controls, pool.papers)
+        allowed &= ~masks.excluded
+        pinned_by = masks.pinned_by
+        for u in np.flatnonzero((masks.pinned & allowed).any(axis=1)).tolist():
+            pins[u] = _pins(scores[u], np.flatnonzero(masks.pinned[u] & allowed[u]), sizes[u], pool)
+            for i in pins[u]:                 # neither again nor a duplicate of it among the rest
+                allowed[u, [i, *pool.duplicates[i]]] = False
+    rest = [max(0, size - len(p)) for size, p in zip(sizes, pins)]
+    n_exploit = np.array([s - 1 if (e and s > 1) else s for s, e in zip(rest, explore)])
     heads = _heads(scores, allowed, 2 * n_exploit + HEAD_EXTRA)
     prime_interest_weights([m for m, e, size in zip(models, explore, sizes) if e and size > 0])
     day = now.date().isoformat() if now is not None else ""
     chosen_of: list[tuple[list[int], list[bool]] | None] = []
     for u, m in enumerate(models):
         s = scores[u]
-        if sizes[u] <= 0 or not allowed[u].any():
+        if sizes[u] <= 0 or not (allowed[u].any() or pins[u]):
             chosen_of.append(None)
+            continue
+        if rest[u] <= 0 or not allowed[u].any():
+            chosen_of.append((list(pins[u]), [False] * len(pins[u])))
             continue
         cut = 0.0 if min_scores[u] is None else min_scores[u]
         if m.empty:
@@ -68,7 +86,7 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
             if j is not None:
                 chosen.append(j)
                 flags.append(True)
-        chosen_of.append((chosen, flags))
+        chosen_of.append((pins[u] + chosen, [False] * len(pins[u]) + flags))
     if explain:
         # Every picked paper's sentences vectorised at once, whoever it was picked for.
         pool.prepare_views([i for c in chosen_of if c for i in c[0]],
@@ -85,7 +103,23 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
         else:
             picks = [Pick(key=pool.papers[i].key, score=float(s[i]), reason="", explore=fl)
                      for i, fl in zip(chosen, flags)]
+        for pick, i in zip(picks, pins[u]):
+            pick.pinned = True
+            pick.reason = f"Pinned: {pinned_by[u].get(i, 'one of your pins')}"
         out.append(Selection(picks, None if any(not fl for fl in flags) else NOTHING_TODAY))
+    return out
+
+
+def _pins(s: np.ndarray, idx: np.ndarray, size: int, pool: PassPool) -> list[int]:
+    """A reader's pinned papers, best first, one of each group of duplicates, at most ``size``."""
+    out: list[int] = []
+    blocked: set[int] = set()
+    for i in idx[np.lexsort((idx, -s[idx]))].tolist():
+        if len(out) >= size:
+            break
+        if i not in blocked:
+            out.append(i)
+            blocked.update(pool.duplicates[i])
     return out
 
 
@@ -184,7 +218,7 @@ def _draw(model: UserModel, fresh: list[int], day: str) -> int | None:
 # -- one reader: a batch of one --------------------------------------------------------------
 def select(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText] | Featurized, size: int, *,
            exclude: Iterable[str] = frozenset(), explore: bool = True, min_score: float | None = None,
-           now: dt.datetime | None = None, explain_picks: bool = True) -> Selection:
+           now: dt.datetime | None = None, explain_picks: bool = True, controls: Controls | None = None) -> Selection:
     """Up to ``size`` picks, best first, never a key in ``exclude`` nor a paper the user voted on.
 
     ``min_score``: None = the user's calibrated threshold (0); ``float("-inf")`` = no cut (full ranking).
@@ -196,4 +230,4 @@ def select(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText
     eligible = np.array([[p.key not in exclude for p in pool.papers]], dtype=bool).reshape(1, pool.n)
     scores = score_readers([model], pool)
     return select_readers([model], pool, scores, eligible, [size], explore=[explore], min_scores=[min_score],
-                          now=now, explain=explain_picks)[0]
+                          now=now, explain=explain_picks, controls=None if controls is None else [controls])[0]

@@ -18,7 +18,8 @@ from .tables import Digest, DigestItem, Feedback, Listing, Paper, PaperEmbedding
 
 # Columns added after a table first shipped: create_all() makes new tables but never alters old
 # ones, so a database from an earlier release gets them here (alembic takes this over, issue 11).
-_ADDED_COLUMNS = {"digests": {"lease_until": "TIMESTAMP"}}
+_ADDED_COLUMNS = {"digests": {"lease_until": "TIMESTAMP"},
+                  "digest_items": {"pinned": "BOOLEAN NOT NULL DEFAULT FALSE"}}
 
 # One statement, built once: it runs on every feed poll. The outer join keeps a user without digests.
 _FEED_STAMP = (
