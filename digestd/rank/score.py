@@ -382,6 +382,19 @@ def interest_at(model: UserModel, pool: PassPool, cols: np.ndarray) -> np.ndarra
     return out.max(axis=0)
 
 
+def nearest_anchor_at(model: UserModel, pool: PassPool, cols: np.ndarray) -> np.ndarray:
+    """One reader's blended similarity to their closest anchor (liked paper, seed, keywords), at
+    the pool rows ``cols`` only."""
+    if model.empty or not len(cols):
+        return np.zeros(len(cols))
+    mix = model.params.dense_mix
+    keys, _ = pool.reader_rows(model)
+    out = (1 - mix) * pool.sparse_sims_at(keys, model.pos_sparse, cols)
+    if model.pos_dense.shape[1] == pool.feats.dense.shape[1]:
+        out = out + mix * (model.pos_dense @ pool.feats.dense[cols].T)
+    return out.max(axis=0)
+
+
 # -- one reader: a batch of one --------------------------------------------------------------
 def rank_scores(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText] | Featurized) -> np.ndarray:
     """Calibrated scores for every candidate: 0 is the user's relevance threshold."""

@@ -22,7 +22,7 @@ from .explain import explain_picks
 from .features import FeatureSpace, Featurized
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
 from .profile import UserModel
-from .score import interest_at, prime_interest_weights, score_readers
+from .score import interest_at, nearest_anchor_at, prime_interest_weights, score_readers
 
 NOTHING_TODAY = "Nothing relevant today"
 HEAD_EXTRA = 20               # candidates looked at beyond twice the digest size before sorting them all
@@ -170,33 +170,40 @@ EXPLORE_SCAN = 200            # papers whose closeness to the reader's interests
 
 def _explore_pick(model: UserModel, pool: PassPool, s: np.ndarray, allowed: np.ndarray, chosen: list[int],
                   blocked: set[int], day: str) -> int | None:
-    """A reasonably good paper outside the reader's known interests: from the upper fifth (by score)
-    of the remaining papers outside every interest (of all remaining ones if none is outside),
-    where the linear model still sees something, rather than a random paper.
+    """A reasonably good paper outside the reader's known interests: one of the ten best-scoring
+    remaining papers that are *outside*, where the linear model still sees something, rather than
+    a random paper. None when no paper is outside: the label "outside your usual topics" is never
+    put on a paper that is not.
 
-    Only the head of that fifth is read, so closeness to the interests is computed for the best
-    ``EXPLORE_SCAN`` remaining papers first; the rest only when those do not settle the draw."""
+    Outside means: no anchor of the reader (liked paper, seed, keywords) is among the paper's
+    nearest ``NEAR_SHARE`` of the pool, and no interest is within ``cluster_threshold`` of it.
+    Only the head is read at first: closeness is computed for the best ``EXPLORE_SCAN`` remaining
+    papers, and for the rest only when those do not hold ten outside papers."""
     rest = allowed.copy()
     rest[chosen] = False
     if not rest.any():
         return None
     idx = np.flatnonzero(rest)
-    need = 10 + len(blocked)                  # the draw reads the first 10 fresh papers of the fifth
-    if not model.empty and model.centroids_dense.shape[0]:
-        head = _ranked(idx, s, min(len(idx), EXPLORE_SCAN))
-        outside = head[~(interest_at(model, pool, head) >= model.params.cluster_threshold)]
-        # Settled when every paper was looked at, or when the outside ones seen already make the
-        # fifth at least ``need`` long (there are at least that many outside papers).
-        if len(head) < len(idx) and len(outside) // 5 < need:
-            everything = _ranked(idx, s, len(idx))
-            outside = everything[~(interest_at(model, pool, everything) >= model.params.cluster_threshold)]
-            head = everything
-        if len(outside):
-            m = max(1, len(outside) // 5) if len(head) == len(idx) else len(outside) // 5
-            return _draw(model, [i for i in outside[:m].tolist() if i not in blocked][:10], day)
-    m = max(1, len(idx) // 5)
-    ranked = _ranked(idx, s, min(m, need))
-    return _draw(model, [i for i in ranked[:m].tolist() if i not in blocked][:10], day)
+    need = 10 + len(blocked)                  # the draw reads the first 10 fresh outside papers
+    if model.empty:
+        # Nothing is known: every paper is outside; the upper fifth by score.
+        m = max(1, len(idx) // 5)
+        ranked = _ranked(idx, s, min(m, need))
+        return _draw(model, [i for i in ranked[:m].tolist() if i not in blocked][:10], day)
+    near = pool.diffusion(model.params).near
+    head = _ranked(idx, s, min(len(idx), EXPLORE_SCAN))
+    outside = head[_outside(model, pool, head, near)]
+    if len(head) < len(idx) and len(outside) < need:
+        everything = _ranked(idx, s, len(idx))
+        outside = everything[_outside(model, pool, everything, near)]
+    return _draw(model, [i for i in outside.tolist() if i not in blocked][:10], day)
+
+
+def _outside(model: UserModel, pool: PassPool, cols: np.ndarray, near: np.ndarray) -> np.ndarray:
+    inside = nearest_anchor_at(model, pool, cols) >= near[cols]
+    if model.centroids_dense.shape[0]:
+        inside |= interest_at(model, pool, cols) >= model.params.cluster_threshold
+    return ~inside
 
 
 def _ranked(idx: np.ndarray, s: np.ndarray, want: int) -> np.ndarray:
