@@ -129,8 +129,13 @@ def available_methods(backend: str | None) -> list[str]:
     return names
 
 
-def format_table(results: dict, n_users: int, k: int, n: int) -> str:
-    lines = [f"digestd eval: {n_users} users, K={k}, N={n}",
+BACKEND_LABEL = {"embeddings": "the embeddings backend (all-MiniLM-L6-v2, int8 ONNX, joined to the topics)",
+                 "tfidf": "the tfidf backend (words and topics)"}
+
+
+def format_table(results: dict, n_users: int, k: int, n: int, backend: str | None = None) -> str:
+    about = f"; digestd = {BACKEND_LABEL.get(backend or 'tfidf', backend)}" if "digestd" in results else ""
+    lines = [f"digestd eval: {n_users} users, K={k}, N={n}{about}",
              f"{'method':<16}{'recall@' + str(n):>12}{'nDCG@' + str(n):>12}{'vs asl_svm':>12}{'seconds':>10}"]
     base = results.get("asl_svm", {}).get("recall")
     for name, res in results.items():
@@ -205,7 +210,7 @@ def run(papers: str, ratings: str, *, k: int = 5, n: int = 20, json_path: str | 
     except DigestdError as e:            # e.g. the embeddings backend asked for but not installed
         print(f"digestd eval: error: {e}", file=err)
         return 2
-    print(format_table(results, len(cases), k, n), file=out)
+    print(format_table(results, len(cases), k, n, backend), file=out)
     print(f"total {time.perf_counter() - t0:.1f}s", file=err)
     if json_path:
         doc = {"users": len(cases), "K": k, "N": n, "backend": backend or "tfidf",
