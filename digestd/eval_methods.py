@@ -189,9 +189,9 @@ def rank_digestd(ctx: Context, cases: Sequence[UserCase], n: int, params=None, *
     In the daemon the background is the recent stream; here the stream is every paper text, and the
     candidates are exactly "every paper in P except the user's training papers" (an eligibility mask,
     as the daemon masks already-sent papers)."""
-    from .rank import DEFAULT_PARAMS, calibrate_readers, fit, score_readers, select_readers
-    params = params or DEFAULT_PARAMS
+    from .rank import calibrate_readers, fit, params_for, score_readers, select_readers
     backend = backend or ctx.backend
+    params = params or params_for(backend)
     space, pool = ctx.once(("digestd_pool", params, backend), lambda: _digestd_setup(ctx, params, backend))
     models = []
     for case in cases:

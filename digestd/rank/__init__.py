@@ -24,7 +24,7 @@ from .features import FeatureSpace, Featurized, featurize
 from .controls import Controls
 from .fit import FitCache, featurize_known, fit, fit_readers, train
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
-from .profile import DEFAULT_PARAMS, Params, UserModel
+from .profile import DEFAULT_PARAMS, EMBEDDINGS_PARAMS, Params, UserModel, params_for
 from .score import calibrate, calibrate_readers, rank_scores, reader_interest, score_readers
 from .select import NOTHING_TODAY, Selection, select, select_readers
 
@@ -53,7 +53,7 @@ def rank_for_user(profile: ProfileInput, candidates: Sequence[PaperText], backgr
 
 
 def train_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, background: Featurized,
-                  now: dt.datetime, *, params: Params = DEFAULT_PARAMS) -> list[UserModel]:
+                  now: dt.datetime, *, params: Params | None = None) -> list[UserModel]:
     """``train`` for many readers against one background: fitted together, then calibrated together
     against the background's pool (its graph and operator built once)."""
     models = fit_readers(profiles, space, background, now, params=params)
@@ -90,8 +90,8 @@ def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
 
 
 __all__ = [
-    "BACKENDS", "Controls", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "DUPLICATE_COSINE", "FeatureSpace", "Featurized", "FitCache",
+    "BACKENDS", "Controls", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "DUPLICATE_COSINE", "EMBEDDINGS_PARAMS", "FeatureSpace", "Featurized", "FitCache",
     "NOTHING_TODAY", "Params", "PassPool", "Selection", "UserModel", "calibrate", "calibrate_readers", "featurize",
-    "featurize_known", "fit", "fit_readers", "fit_space", "prepare_pool", "rank_for_user", "rank_readers", "rank_scores",
+    "featurize_known", "fit", "fit_readers", "fit_space", "params_for", "prepare_pool", "rank_for_user", "rank_readers", "rank_scores",
     "reader_interest", "score_readers", "select", "select_readers", "train", "train_readers",
 ]

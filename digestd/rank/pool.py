@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from ..models import PaperText
 from .features import FeatureSpace, Featurized, featurize, normalise_text, tokenize
-from .profile import DEFAULT_PARAMS, Params, UserModel
+from .profile import Params, UserModel, params_for
 
 DUPLICATE_COSINE = 0.85        # two rows this close are the same work (two sources, two versions)
 NEAR_SHARE = 0.04              # a liked paper among a paper's nearest 4% of the pool: that paper is on a known topic
@@ -236,9 +236,10 @@ def row_keys(sparse: sp.csr_matrix, dense: np.ndarray) -> list[bytes]:
 
 
 def prepare_pool(space: FeatureSpace, papers: Sequence[PaperText] | Featurized,
-                 params: Params = DEFAULT_PARAMS) -> PassPool:
+                 params: Params | None = None) -> PassPool:
     """Everything per pool, once per pass. Memoised on a ``Featurized``: the single-reader calls
     (``select``, ``calibrate``) with the same papers share one pool."""
+    params = params or params_for(space.backend)
     f = featurize(space, papers)
     memo = f.__dict__.setdefault("_pass_pools", [])
     for pool in memo:
