@@ -359,7 +359,7 @@ def test_switching_the_backend_by_a_config_reload_refits_and_retrains_at_once(em
     new_app, papers, store = emb_app
     app, fake = new_app()
     embeddings_settings = app.settings
-    app.settings = parse_config(CONFIG.format(ranking=""), config_dir=tmp_path)
+    app.settings = parse_config(CONFIG.format(ranking='[ranking]\nbackend = "tfidf"'), config_dir=tmp_path)
     assert pipeline.compose_one(app, app.settings.users[0], NOW.date(), NOW).picks
     assert pipeline.current_corpus(app).space.backend == "tfidf" and not fake.seen
     # The stored tfidf profile lives in another space: it is retrained, never scored in the wrong one.
