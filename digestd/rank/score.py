@@ -385,14 +385,24 @@ def interest_at(model: UserModel, pool: PassPool, cols: np.ndarray) -> np.ndarra
 def nearest_anchor_at(model: UserModel, pool: PassPool, cols: np.ndarray) -> np.ndarray:
     """One reader's blended similarity to their closest anchor (liked paper, seed, keywords), at
     the pool rows ``cols`` only."""
+    return closeness_at(model, pool, cols)[0]
+
+
+def closeness_at(model: UserModel, pool: PassPool, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(closest anchor, nearest interest) similarities of one reader at the pool rows ``cols``,
+    from one pass over the anchors' similarities (``interest_at`` and ``nearest_anchor_at`` in one)."""
     if model.empty or not len(cols):
-        return np.zeros(len(cols))
+        return np.zeros(len(cols)), np.zeros(len(cols))
     mix = model.params.dense_mix
     keys, _ = pool.reader_rows(model)
-    out = (1 - mix) * pool.sparse_sims_at(keys, model.pos_sparse, cols)
-    if model.pos_dense.shape[1] == pool.feats.dense.shape[1]:
-        out = out + mix * (model.pos_dense @ pool.feats.dense[cols].T)
-    return out.max(axis=0)
+    s_sparse = pool.sparse_sims_at(keys, model.pos_sparse, cols)
+    s_dense = model.pos_dense @ pool.feats.dense[cols].T if model.pos_dense.shape[1] == pool.feats.dense.shape[1] \
+        else np.zeros_like(s_sparse)
+    anchor = ((1 - mix) * s_sparse + mix * s_dense).max(axis=0)
+    if not model.centroids_dense.shape[0]:
+        return anchor, np.zeros(len(cols))
+    ws, wd = _interest_weights(model)
+    return anchor, (ws @ s_sparse + wd @ s_dense).max(axis=0)
 
 
 # -- one reader: a batch of one --------------------------------------------------------------

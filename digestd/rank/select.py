@@ -22,7 +22,7 @@ from .explain import explain_picks
 from .features import FeatureSpace, Featurized
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
 from .profile import UserModel
-from .score import interest_at, nearest_anchor_at, prime_interest_weights, score_readers
+from .score import closeness_at, prime_interest_weights, score_readers
 
 NOTHING_TODAY = "Nothing relevant today"
 HEAD_EXTRA = 20               # candidates looked at beyond twice the digest size before sorting them all
@@ -178,7 +178,7 @@ def _explore_pick(model: UserModel, pool: PassPool, s: np.ndarray, allowed: np.n
     Outside means: no anchor of the reader (liked paper, seed, keywords) is among the paper's
     nearest ``NEAR_SHARE`` of the pool, and no interest is within ``cluster_threshold`` of it.
     Only the head is read at first: closeness is computed for the best ``EXPLORE_SCAN`` remaining
-    papers, and for the rest only when those do not hold ten outside papers."""
+    papers, then four times as many, and so on, until the window holds ten outside papers."""
     rest = allowed.copy()
     rest[chosen] = False
     if not rest.any():
@@ -191,19 +191,21 @@ def _explore_pick(model: UserModel, pool: PassPool, s: np.ndarray, allowed: np.n
         ranked = _ranked(idx, s, min(m, need))
         return _draw(model, [i for i in ranked[:m].tolist() if i not in blocked][:10], day)
     near = pool.diffusion(model.params).near
-    head = _ranked(idx, s, min(len(idx), EXPLORE_SCAN))
-    outside = head[_outside(model, pool, head, near)]
-    if len(head) < len(idx) and len(outside) < need:
-        everything = _ranked(idx, s, len(idx))
-        outside = everything[_outside(model, pool, everything, near)]
+    window = EXPLORE_SCAN
+    while True:
+        # The best papers are mostly inside: widen the window fourfold until it holds enough
+        # outside ones (the same first ones, in score order, as a scan of everything would find).
+        head = _ranked(idx, s, min(len(idx), window))
+        outside = head[_outside(model, pool, head, near)]
+        if len(outside) >= need or len(head) >= len(idx):
+            break
+        window *= 4
     return _draw(model, [i for i in outside.tolist() if i not in blocked][:10], day)
 
 
 def _outside(model: UserModel, pool: PassPool, cols: np.ndarray, near: np.ndarray) -> np.ndarray:
-    inside = nearest_anchor_at(model, pool, cols) >= near[cols]
-    if model.centroids_dense.shape[0]:
-        inside |= interest_at(model, pool, cols) >= model.params.cluster_threshold
-    return ~inside
+    anchor, interest = closeness_at(model, pool, cols)
+    return ~((anchor >= near[cols]) | (interest >= model.params.cluster_threshold))
 
 
 def _ranked(idx: np.ndarray, s: np.ndarray, want: int) -> np.ndarray:
