@@ -17,7 +17,7 @@ from digestd.rank import (
     select_readers,
 )
 from digestd.rank import pool as pool_module
-from digestd.rank.score import nearest_anchor_at
+from digestd.rank.closeness import nearest_anchor_at
 
 NOW = dt.datetime(2025, 5, 20, 7, 0, tzinfo=dt.timezone.utc)
 PAPERS = Path(__file__).parent / "data" / "eval" / "papers.jsonl"

@@ -22,7 +22,8 @@ from .explain import explain_picks
 from .features import FeatureSpace, Featurized
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
 from .profile import UserModel
-from .score import closeness_at, prime_interest_weights, score_readers
+from .closeness import closeness_at, prime_interest_weights
+from .score import score_readers
 
 NOTHING_TODAY = "Nothing relevant today"
 HEAD_EXTRA = 20               # candidates looked at beyond twice the digest size before sorting them all
