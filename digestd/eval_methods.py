@@ -1,12 +1,13 @@
 """The methods `digestd eval` compares: the shipped ranker and the baselines it is measured against.
 
-  digestd         the shipped ranker: rank.fit + rank.calibrate_readers, then rank.score_readers and
+  digestd         the shipped ranker (default backend: the ONNX sentence encoder where it runs): rank.fit + rank.calibrate_readers, then rank.score_readers and
                   rank.select_readers over many users at once (explore off, no threshold cut)
   random          seeded shuffle
   tfidf_centroid  cosine to the mean TF-IDF vector of the liked papers
   asl_svm         arxiv-sanity-lite: TF-IDF words+bigrams, LinearSVC(C=0.01, balanced), liked vs all else
+  digestd_tfidf   the shipped ranker with the tfidf backend (words and topics, no sentence encoder)
   zotero_emb      zotero-arxiv-daily: all-MiniLM-L6-v2 cosine to liked papers, newer likes weighted more
-                  (only when the embeddings extra is installed)
+                  (computed with the ONNX encoder digestd ships; only where it can run)
 """
 from __future__ import annotations
 
@@ -174,22 +175,24 @@ def method_zotero_emb(ctx: Context, case: UserCase, n: int) -> list[str]:
     return _top(scores, [p.key for p in ctx.papers], {ctx.index[k] for k in case.train_keys}, n)
 
 
-def _digestd_setup(ctx: Context, params):
+def _digestd_setup(ctx: Context, params, backend: str | None):
     from .rank import fit_space, prepare_pool
-    space = fit_space(ctx.papers, ctx.backend, encoder=ctx.encoder() if ctx.backend == "embeddings" else None)
+    space = fit_space(ctx.papers, backend, encoder=ctx.encoder() if backend == "embeddings" else None)
     return space, prepare_pool(space, ctx.papers, params)
 
 
-def rank_digestd(ctx: Context, cases: Sequence[UserCase], n: int, params=None) -> list[list[str]]:
+def rank_digestd(ctx: Context, cases: Sequence[UserCase], n: int, params=None, *,
+                 backend: str | None = None) -> list[list[str]]:
     """The shipped ranker for many users: each trained exactly as ``rank.train`` does (``fit``, then
     calibration on the background), then scored and selected together, as the daemon's pass does.
 
     In the daemon the background is the recent stream; here the stream is every paper text, and the
     candidates are exactly "every paper in P except the user's training papers" (an eligibility mask,
     as the daemon masks already-sent papers)."""
-    from .rank import DEFAULT_PARAMS, calibrate_readers, fit, score_readers, select_readers
-    params = params or DEFAULT_PARAMS
-    space, pool = ctx.once(("digestd_pool", params), lambda: _digestd_setup(ctx, params))
+    from .rank import calibrate_readers, fit, params_for, score_readers, select_readers
+    backend = backend or ctx.backend
+    params = params or params_for(backend)
+    space, pool = ctx.once(("digestd_pool", params, backend), lambda: _digestd_setup(ctx, params, backend))
     models = []
     for case in cases:
         votes = [Vote(ctx.papers[ctx.index[r.paper]], r.value, r.at) for r in case.train_pos + case.train_neg]
@@ -210,11 +213,22 @@ def method_digestd(ctx: Context, case: UserCase, n: int, params=None) -> list[st
     return rank_digestd(ctx, [case], n, params)[0]
 
 
+def rank_digestd_tfidf(ctx: Context, cases: Sequence[UserCase], n: int, params=None) -> list[list[str]]:
+    """The shipped ranker with the light backend (where onnxruntime cannot run)."""
+    return rank_digestd(ctx, cases, n, params, backend="tfidf")
+
+
+def method_digestd_tfidf(ctx: Context, case: UserCase, n: int, params=None) -> list[str]:
+    return rank_digestd_tfidf(ctx, [case], n, params)[0]
+
+
 # Methods that rank many users in one call (the rest are called user by user).
-BATCH_METHODS: dict[str, Callable[..., list[list[str]]]] = {"digestd": rank_digestd}
+BATCH_METHODS: dict[str, Callable[..., list[list[str]]]] = {"digestd": rank_digestd,
+                                                            "digestd_tfidf": rank_digestd_tfidf}
 
 METHODS: dict[str, Callable[..., list[str]]] = {
     "digestd": method_digestd,
+    "digestd_tfidf": method_digestd_tfidf,
     "random": method_random,
     "tfidf_centroid": method_tfidf_centroid,
     "asl_svm": method_asl_svm,

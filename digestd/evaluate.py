@@ -24,7 +24,7 @@ from .eval_protocol import (  # noqa: F401
 )
 from .models import PaperText
 
-ALL_METHODS = ("digestd", "random", "tfidf_centroid", "asl_svm", "zotero_emb")
+ALL_METHODS = ("digestd", "digestd_tfidf", "random", "tfidf_centroid", "asl_svm", "zotero_emb")
 
 
 def evaluate(papers: list[PaperText], cases: list[UserCase], methods: list[str], *, backend: str | None = None,
@@ -120,15 +120,22 @@ def _console(fh: TextIO):
 
 
 def available_methods(backend: str | None) -> list[str]:
-    from .rank.embeddings import installed      # not importing torch: a warm cache never needs it
+    from .rank.embeddings import installed      # not importing onnxruntime: a warm cache never needs it
     names = ["digestd", "random", "tfidf_centroid", "asl_svm"]
+    if backend == "embeddings":
+        names.insert(1, "digestd_tfidf")      # the light backend beside the default one
     if installed():
         names.append("zotero_emb")
     return names
 
 
-def format_table(results: dict, n_users: int, k: int, n: int) -> str:
-    lines = [f"digestd eval: {n_users} users, K={k}, N={n}",
+BACKEND_LABEL = {"embeddings": "the embeddings backend (all-MiniLM-L6-v2, int8 ONNX, joined to the topics)",
+                 "tfidf": "the tfidf backend (words and topics)"}
+
+
+def format_table(results: dict, n_users: int, k: int, n: int, backend: str | None = None) -> str:
+    about = f"; digestd = {BACKEND_LABEL.get(backend or 'tfidf', backend)}" if "digestd" in results else ""
+    lines = [f"digestd eval: {n_users} users, K={k}, N={n}{about}",
              f"{'method':<16}{'recall@' + str(n):>12}{'nDCG@' + str(n):>12}{'vs asl_svm':>12}{'seconds':>10}"]
     base = results.get("asl_svm", {}).get("recall")
     for name, res in results.items():
@@ -165,8 +172,12 @@ def run(papers: str, ratings: str, *, k: int = 5, n: int = 20, json_path: str | 
     try:
         if k < 1 or n < 1 or n > MAX_N:
             raise EvalDataError(f"need K >= 1 and 1 <= N <= {MAX_N}")
-        if backend not in (None, "tfidf", "embeddings"):
-            raise EvalDataError(f"unknown backend {backend!r} (known: tfidf, embeddings)")
+        if backend not in (None, "auto", "tfidf", "embeddings"):
+            raise EvalDataError(f"unknown backend {backend!r} (known: auto, tfidf, embeddings)")
+        if backend in (None, "auto"):
+            # The default install's ranker: the sentence encoder where it runs (a test's fake counts).
+            from .rank.embeddings import resolve_backend
+            backend = "embeddings" if embedder is not None else resolve_backend(backend)
         names = list(methods) if methods else available_methods(backend)
         unknown = [m for m in names if m not in METHODS]
         if unknown:
@@ -175,7 +186,11 @@ def run(papers: str, ratings: str, *, k: int = 5, n: int = 20, json_path: str | 
             from .rank.embeddings import INSTALL_HINT, installed
             if not installed():
                 what = "--backend embeddings" if backend == "embeddings" else "the zotero_emb method"
-                raise EvalDataError(f"{what} needs the embeddings extra: {INSTALL_HINT}")
+                raise EvalDataError(f"{what} needs the sentence encoder: {INSTALL_HINT}")
+        if plot_path:
+            import importlib.util
+            if importlib.util.find_spec("matplotlib") is None:      # said now, not after minutes of ranking
+                raise EvalDataError("--plot needs matplotlib: pip install 'digestd[plot]'")
         if cache_dir is None:
             cache_dir = default_cache_dir()
         plist = load_papers(papers)
@@ -195,7 +210,7 @@ def run(papers: str, ratings: str, *, k: int = 5, n: int = 20, json_path: str | 
     except DigestdError as e:            # e.g. the embeddings backend asked for but not installed
         print(f"digestd eval: error: {e}", file=err)
         return 2
-    print(format_table(results, len(cases), k, n), file=out)
+    print(format_table(results, len(cases), k, n, backend), file=out)
     print(f"total {time.perf_counter() - t0:.1f}s", file=err)
     if json_path:
         doc = {"users": len(cases), "K": k, "N": n, "backend": backend or "tfidf",

@@ -80,6 +80,7 @@ class Pick:
     because_title: str | None = None
     highlight: str | None = None        # the sentence of the abstract that matches this reader best
     explore: bool = False
+    pinned: bool = False                # matched one of the reader's pin_authors / pin_keywords
 
 
 @dataclass
@@ -96,6 +97,7 @@ class DigestPaper:
     reason: str
     highlight: str | None = None
     explore: bool = False
+    pinned: bool = False                # in the digest by the reader's pin_authors / pin_keywords: show a badge
     sources: list[str] = field(default_factory=list)
     up_url: str = ""
     down_url: str = ""

@@ -17,6 +17,17 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
 
+@pytest.fixture(autouse=True)
+def auto_backend_is_tfidf(request, monkeypatch):
+    """``backend = "auto"`` (the default) ranks with tfidf in tests, unless a test is marked
+    ``embeddings``: most tests are about the pass, not the encoder, and the real encoder would encode
+    every test's papers again (minutes of CPU). The encoder's own tests choose it explicitly."""
+    if request.node.get_closest_marker("embeddings") is None:
+        from digestd.rank import embeddings
+
+        monkeypatch.setattr(embeddings, "runnable", lambda: False)
+
+
 @pytest.fixture
 def clock():
     return FixedClock(dt.datetime(2025, 5, 20, 9, 0, tzinfo=dt.timezone.utc))

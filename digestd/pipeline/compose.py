@@ -162,7 +162,7 @@ def _readers(app: "App", requests: Sequence[Request], now: dt.datetime) -> list[
 
 def _rank(app: "App", readers: list[_Reader], pool: _Pool, eligible: np.ndarray,
           now: dt.datetime) -> list[Composition]:
-    from ..rank import rank_readers
+    from ..rank import Controls, rank_readers
 
     corpus = current_corpus(app)
     feats = pool.features(app, corpus)
@@ -171,7 +171,9 @@ def _rank(app: "App", readers: list[_Reader], pool: _Pool, eligible: np.ndarray,
     users = [r.req.user for r in readers]
     selections = rank_readers([models[u.id] for u in users], corpus.space, feats, eligible,
                               sizes=[u.digest_size for u in users], explore=[u.explore for u in users],
-                              min_scores=[u.min_score for u in users], now=now, timings=app.timings)
+                              min_scores=[u.min_score for u in users], now=now, timings=app.timings,
+                              controls=[Controls(tuple(u.pin_authors), tuple(u.pin_keywords), tuple(u.exclude_keywords))
+                                        for u in users])
     out = []
     for r, sel, row in zip(readers, selections, eligible):
         note = sel.note
@@ -211,4 +213,5 @@ def compose_one(app: "App", user: UserSettings, day: dt.date, now: dt.datetime, 
 
 
 def items_from(comp: Composition) -> list[Item]:
-    return [Item(p.key, i, float(p.score), p.reason, p.highlight, bool(p.explore)) for i, p in enumerate(comp.picks)]
+    return [Item(p.key, i, float(p.score), p.reason, p.highlight, bool(p.explore), bool(p.pinned))
+            for i, p in enumerate(comp.picks)]

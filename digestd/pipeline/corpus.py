@@ -88,8 +88,9 @@ def _current_corpus(app: "App") -> Corpus:
     every stored user model valid (a refit retrains everyone once). A change of the configured
     backend (a config reload) refits at once."""
     from ..rank import fit_space
+    from ..rank.embeddings import resolve_backend
 
-    backend = app.settings.ranking.backend
+    backend = resolve_backend(app.settings.ranking.backend)
     ident = (backend, app.store.corpus_version())
     cached = app.cache.get("corpus")
     if cached is not None and cached.version == ident:
@@ -158,7 +159,7 @@ def reader_models(app: "App", profiles: Sequence[ProfileInput], corpus: Corpus, 
 
     Only readers whose input changed pay for training; a model that cannot be read (written by
     another version) is retrained, never fatal."""
-    from ..rank import persist, train_readers
+    from ..rank import params_for, persist, train_readers
 
     models: dict[str, object] = {}
     if not profiles:
@@ -170,7 +171,7 @@ def reader_models(app: "App", profiles: Sequence[ProfileInput], corpus: Corpus, 
     with stage(app, "train"):
         reusable = []
         for profile in profiles:
-            fp = want[profile.user_id] = persist.fingerprint(profile, corpus.identity)
+            fp = want[profile.user_id] = persist.fingerprint(profile, corpus.identity, params_for(corpus.space.backend))
             row = stored.get(profile.user_id)
             if row is not None and persist.reusable(row.fingerprint, row.trained_at, fp, now):
                 reusable.append((profile.user_id, row.model))
@@ -185,7 +186,7 @@ def reader_models(app: "App", profiles: Sequence[ProfileInput], corpus: Corpus, 
                 models[profile.user_id] = got
         if todo:
             t = time.perf_counter()
-            trained = train_readers(todo, corpus.space, corpus.featurized, now)
+            trained = train_readers(todo, corpus.space, corpus.featurized, now, params=params_for(corpus.space.backend))
             log.info("%d profiles trained in %.0f ms (%d reused)", len(todo), (time.perf_counter() - t) * 1000,
                      len(profiles) - len(todo))
             models.update({p.user_id: m for p, m in zip(todo, trained)})

@@ -106,7 +106,7 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime, *
                     up_url=links.feedback_url(app, uid, p.key, "up", via),
                     down_url=links.feedback_url(app, uid, p.key, "down", via), published=p.published_at,
                     listed_on=listed.get(p.key), categories=cats, upvotes=p.upvotes, ai_summary=summary,
-                    code_url=code, pinned=bool(getattr(it, "pinned", False))))
+                    code_url=code, pinned=it.pinned))
             token = tokens[uid]
             out.append(DigestView(user_id=uid, user_email=r.user.email, day=r.day, papers=ps, base_url=base,
                                   unsubscribe_url=links.unsubscribe_url(app, uid),

@@ -21,9 +21,10 @@ from typing import Iterable, Sequence
 
 from ..models import PaperText, ProfileInput
 from .features import FeatureSpace, Featurized, featurize
+from .controls import Controls
 from .fit import FitCache, featurize_known, fit, fit_readers, train
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
-from .profile import DEFAULT_PARAMS, Params, UserModel
+from .profile import DEFAULT_PARAMS, EMBEDDINGS_PARAMS, Params, UserModel, params_for
 from .score import calibrate, calibrate_readers, rank_scores, reader_interest, score_readers
 from .select import NOTHING_TODAY, Selection, select, select_readers
 
@@ -52,7 +53,7 @@ def rank_for_user(profile: ProfileInput, candidates: Sequence[PaperText], backgr
 
 
 def train_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, background: Featurized,
-                  now: dt.datetime, *, params: Params = DEFAULT_PARAMS) -> list[UserModel]:
+                  now: dt.datetime, *, params: Params | None = None) -> list[UserModel]:
     """``train`` for many readers against one background: fitted together, then calibrated together
     against the background's pool (its graph and operator built once)."""
     models = fit_readers(profiles, space, background, now, params=params)
@@ -61,11 +62,12 @@ def train_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, backgro
 
 def rank_readers(models: Sequence[UserModel], space: FeatureSpace, pool: Featurized, eligible, *,
                  sizes: Sequence[int], explore: Sequence[bool], min_scores: Sequence[float | None],
-                 now: dt.datetime, timings: dict | None = None) -> list[Selection]:
+                 now: dt.datetime, timings: dict | None = None, controls=None) -> list[Selection]:
     """Every reader's digest from one shared pool: ``eligible[i, j]`` says whether pool paper j may go
     to reader i (their sources and window, not sent, not voted 👎). The pool's graph and operator are
     built once (memoised on ``pool``), every reader's scores come from one batch of matrix products,
-    and explanations are made for the picks only. ``timings``, if given, gains the seconds of each step."""
+    and explanations are made for the picks only. ``timings``, if given, gains the seconds of each step.
+    ``controls``: one ``rank.controls.Controls`` per reader (pins and exclusions), or None."""
     import time
 
     t = time.perf_counter()
@@ -74,7 +76,7 @@ def rank_readers(models: Sequence[UserModel], space: FeatureSpace, pool: Featuri
     t1 = time.perf_counter()
     explained: dict[str, float] = {}
     out = select_readers(models, passpool, scores, eligible, sizes, explore=explore, min_scores=min_scores, now=now,
-                         timings=explained)
+                         controls=controls, timings=explained)
     if timings is not None:
         # Explaining the picks is not ranking: it gets its own stage, and select keeps the rest.
         timings["score"] = timings.get("score", 0.0) + t1 - t
@@ -91,8 +93,8 @@ def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
 
 
 __all__ = [
-    "BACKENDS", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "DUPLICATE_COSINE", "FeatureSpace", "Featurized", "FitCache",
+    "BACKENDS", "Controls", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "DUPLICATE_COSINE", "EMBEDDINGS_PARAMS", "FeatureSpace", "Featurized", "FitCache",
     "NOTHING_TODAY", "Params", "PassPool", "Selection", "UserModel", "calibrate", "calibrate_readers", "featurize",
-    "featurize_known", "fit", "fit_readers", "fit_space", "prepare_pool", "rank_for_user", "rank_readers", "rank_scores",
+    "featurize_known", "fit", "fit_readers", "fit_space", "params_for", "prepare_pool", "rank_for_user", "rank_readers", "rank_scores",
     "reader_interest", "score_readers", "select", "select_readers", "train", "train_readers",
 ]

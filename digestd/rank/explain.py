@@ -73,6 +73,7 @@ def explain_picks(model: UserModel, pool: PassPool, rows: Sequence[int], scores:
     views = [pool.view(row, with_dense=model.coef_dense is not None) for row in rows]
     nearest = [int(np.argmax(sims[i])) if sims.shape[1] else -1 for i in range(len(rows))]
     highlights = _highlights(model, views, nearest)
+    said = _Said()
     for i, row in enumerate(rows):
         paper = pool.papers[row]
         view = views[i]
@@ -82,28 +83,70 @@ def explain_picks(model: UserModel, pool: PassPool, rows: Sequence[int], scores:
         anchor_idx = nearest[i]
         anchor = model.anchors[anchor_idx] if anchor_idx >= 0 else None
         kw_hits = [kw for kw in model.keywords if _keyword_words(kw) and _keyword_words(kw) <= words]
+        if anchor is not None and anchor.kind in ("vote", "seed"):
+            because_of, because_title = anchor.key, anchor.title
         if explore_flags[i]:
             reason = "To explore: outside your usual topics, so your digest can learn what else you like"
-        elif anchor is not None and anchor.kind in ("vote", "seed"):
-            because_of, because_title = anchor.key, anchor.title
-            verb = "liked" if anchor.kind == "vote" else "listed"
-            reason = f"Because you {verb} “{_short(anchor.title)}”"
-            if kw_hits:
-                reason += f"; matches your keywords: {', '.join(kw_hits[:3])}"
-        elif kw_hits:
-            reason = f"Matches your keywords: {', '.join(kw_hits[:3])}"
-        elif anchor is not None and anchor.kind == "authors":
-            reason = f"By an author you follow: {anchor.title}"
-        elif matched:
-            reason = f"Matches your interests: {', '.join(matched[:3])}"
         else:
-            reason = "Close to your interests"
+            size = int(np.sum(np.asarray(model.cluster_of) == model.cluster_of[anchor_idx])) \
+                if anchor is not None and len(model.cluster_of) == len(model.anchors) else 1
+            reason = said.reason(anchor, size, kw_hits, matched)
         out.append(Pick(
             key=paper.key, score=float(scores[i]), reason=reason, matched_terms=matched,
             because_of=because_of, because_title=because_title,
             highlight=highlights[i], explore=bool(explore_flags[i]),
         ))
     return out
+
+
+MAX_NAMED = 2                 # a liked paper is named in at most this many reasons of one digest
+
+
+def _quoted(items: Sequence[str]) -> str:
+    q = [f"“{t}”" for t in items]
+    return q[0] if len(q) == 1 else f"{', '.join(q[:-1])} and {q[-1]}"
+
+
+class _Said:
+    """What one digest's reasons have said already, so ten reasons are not one phrase ten times:
+    a liked paper is named at most ``MAX_NAMED`` times, a keyword once, and the matched terms
+    shown are the ones this digest has not shown yet (the distinctive ones of each paper)."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, int] = {}
+        self.keywords: set[str] = set()
+        self.terms: set[str] = set()
+
+    def _fresh(self, matched: Sequence[str], n: int) -> list[str]:
+        out = [t for t in matched if t not in self.terms][:n]
+        self.terms.update(out)
+        return out
+
+    def reason(self, anchor, cluster_size: int, kw_hits: Sequence[str], matched: Sequence[str]) -> str:
+        liked = anchor is not None and anchor.kind in ("vote", "seed")
+        verb = "liked" if anchor is None or anchor.kind == "vote" else "listed"
+        if liked and self.named.get(anchor.key, 0) < MAX_NAMED:
+            self.named[anchor.key] = self.named.get(anchor.key, 0) + 1
+            terms = self._fresh(matched, 2)
+            reason = f"Because you {verb} “{_short(anchor.title)}”"
+            return reason + (f": both on {_quoted(terms)}" if terms else "")
+        new_kw = [kw for kw in kw_hits if kw not in self.keywords][:2]
+        if new_kw:
+            self.keywords.update(new_kw)
+            return f"On your keyword{'s' if len(new_kw) > 1 else ''} {_quoted(new_kw)}"
+        if anchor is not None and anchor.kind == "authors":
+            return f"By an author you follow: {anchor.title}"
+        terms = self._fresh(matched, 3)
+        if liked and cluster_size > 1:
+            what = f" on {_quoted(terms)}" if terms else ""
+            return f"From one of your interests{what} ({cluster_size} papers you {verb})"
+        if terms:
+            return f"On {_quoted(terms)}, words of the papers you {verb}"
+        if liked:
+            return f"Near a paper you {verb}"
+        if kw_hits:
+            return f"On your keywords {_quoted(kw_hits[:2])}"
+        return "Close to your interests"
 
 
 def _highlights(model: UserModel, views: list, nearest: list[int]) -> list[str | None]:
@@ -135,7 +178,10 @@ def _highlights(model: UserModel, views: list, nearest: list[int]) -> list[str |
         lin = np.vstack([views[i].sent_dense for i in todo]) @ model.coef_dense
         peak = np.maximum.reduceat(np.abs(lin), starts)
         total += 0.1 * lin / np.repeat(np.where(peak > 0, peak, 1.0), lens)
-    # Prefer a sentence with substance over a fragment that happens to share one word.
+    # What the paper does over the field's background (the generic opener), a sentence with substance
+    # over a fragment that happens to share one word; with no match at all, still what it does.
+    role = np.concatenate([views[i].sent_role for i in todo])
+    total = total * role + 0.01 * (role - 1.0)
     total += np.concatenate([views[i].sent_length for i in todo])
     for j, i in enumerate(todo):
         out[i] = views[i].sentences[int(np.argmax(total[starts[j]:starts[j] + lens[j]]))]

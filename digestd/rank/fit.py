@@ -26,7 +26,7 @@ from ..models import PaperText, ProfileInput
 from .features import N_FEATURES, FeatureSpace, Featurized, featurize, space_dim
 from .interests import centroids, cluster, gram_blocks
 from .logistic import SharedNegatives, fit_logistic
-from .profile import DEFAULT_PARAMS, Anchor, Params, UserModel
+from .profile import Anchor, Params, UserModel, params_for
 from .score import calibrate
 from .terms import profile_terms, text_key
 
@@ -220,7 +220,7 @@ def _negatives(bg: Featurized, p: Params) -> tuple[np.ndarray, dict[str, list[in
 
 
 def fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, background: Sequence[PaperText] | Featurized,
-                now: dt.datetime, *, params: Params = DEFAULT_PARAMS, cache: FitCache | None = None) -> list[UserModel]:
+                now: dt.datetime, *, params: Params | None = None, cache: FitCache | None = None) -> list[UserModel]:
     """The per-reader part of training for many readers: anchors, interests, the linear model and
     the profile terms, one ``UserModel`` per profile, in order, not calibrated yet (``calibrate``).
 
@@ -230,7 +230,7 @@ def fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, backgroun
     kept with the background (like its neighbour graph), so retraining a reader after a vote
     featurises and tokenises nothing it saw before."""
     with _collector_paused():
-        return _fit_readers(profiles, space, featurize(space, background), now, params, cache)
+        return _fit_readers(profiles, space, featurize(space, background), now, params or params_for(space.backend), cache)
 
 
 @contextlib.contextmanager
@@ -363,13 +363,13 @@ def _fit_chunk(plans: list[_Plan], models: list[UserModel], pos_sparse: sp.csr_m
 
 
 def fit(profile: ProfileInput, space: FeatureSpace, background: Sequence[PaperText] | Featurized,
-        now: dt.datetime, *, params: Params = DEFAULT_PARAMS, cache: FitCache | None = None) -> UserModel:
+        now: dt.datetime, *, params: Params | None = None, cache: FitCache | None = None) -> UserModel:
     """One reader's ``fit_readers``: anchors, interests, the linear model and the profile terms."""
     return fit_readers([profile], space, background, now, params=params, cache=cache)[0]
 
 
 def train(profile: ProfileInput, space: FeatureSpace, background: Sequence[PaperText] | Featurized,
-          now: dt.datetime, *, params: Params = DEFAULT_PARAMS) -> UserModel:
+          now: dt.datetime, *, params: Params | None = None) -> UserModel:
     """Fit one user's model from their votes, seeds, keywords and authors, and calibrate it.
 
     ``background``: recent papers of the stream (unvoted ones become soft negatives and the

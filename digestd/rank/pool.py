@@ -24,9 +24,10 @@ import scipy.sparse as sp
 
 from ..models import PaperText
 from .features import FeatureSpace, Featurized, featurize, normalise_text, tokenize
-from .profile import DEFAULT_PARAMS, Params, UserModel
+from .profile import Params, UserModel, params_for
 
 DUPLICATE_COSINE = 0.85        # two rows this close are the same work (two sources, two versions)
+NEAR_SHARE = 0.04              # a liked paper among a paper's nearest 4% of the pool: that paper is on a known topic
 DENSE_OPERATOR_MAX = 4000      # above this many papers the (n, n) operator costs more than iterating
 SERIES_TOLERANCE = 1e-6        # the sparse path sums the series until alpha^t is below this
 SIMS_CACHE_BYTES = 256 << 20   # anchor-row similarities kept for selection and explanations
@@ -43,6 +44,7 @@ class Diffusion:
 
     graph: sp.csr_matrix               # symmetric kNN graph, cosine weights
     kth: np.ndarray                    # each paper's k-th neighbour similarity (the kNN rule for anchors)
+    near: np.ndarray                   # each paper's NEAR_SHARE-th neighbour similarity: closer is "inside" an interest
     deg: np.ndarray                    # graph degree: the hub component, and the walk's normalisation
     k: int                             # neighbours per paper (and per anchor)
     alpha: float
@@ -73,6 +75,7 @@ class PaperView:
     sent_val: np.ndarray
     sent_dense: np.ndarray | None      # (sentences, d) topic vectors, for the linear model's words
     sent_length: np.ndarray            # the "substance" bonus of each sentence
+    sent_role: np.ndarray | None = None   # its match counts this many times: says what the paper does, or background
 
 
 @dataclass(eq=False)
@@ -190,10 +193,10 @@ class PassPool:
                 part = xs[lo:hi]
                 view = PaperView(words, sents, np.repeat(np.arange(len(sents)), np.diff(part.indptr)),
                                  part.indices.astype(np.int64), part.data,
-                                 dense[lo:hi] if dense is not None else None, length)
+                                 dense[lo:hi] if dense is not None else None, length, sentence_role(sents))
             else:
                 empty = np.zeros(0, dtype=np.int64)
-                view = PaperView(words, sents, empty, empty, np.zeros(0), None, length)
+                view = PaperView(words, sents, empty, empty, np.zeros(0), None, length, sentence_role(sents))
             self._views[r] = view
 
 
@@ -233,9 +236,10 @@ def row_keys(sparse: sp.csr_matrix, dense: np.ndarray) -> list[bytes]:
 
 
 def prepare_pool(space: FeatureSpace, papers: Sequence[PaperText] | Featurized,
-                 params: Params = DEFAULT_PARAMS) -> PassPool:
+                 params: Params | None = None) -> PassPool:
     """Everything per pool, once per pass. Memoised on a ``Featurized``: the single-reader calls
     (``select``, ``calibrate``) with the same papers share one pool."""
+    params = params or params_for(space.backend)
     f = featurize(space, papers)
     memo = f.__dict__.setdefault("_pass_pools", [])
     for pool in memo:
@@ -279,7 +283,7 @@ def _build_diffusion(pool: PassPool, k: int, mix: float, alpha: float) -> Diffus
     """The kNN graph (each paper to its k most similar, symmetrised) and the walk's operator."""
     n = pool.n
     if n <= 1:
-        graph, kth = sp.csr_matrix((n, n)), np.zeros(n)
+        graph, kth, near = sp.csr_matrix((n, n)), np.zeros(n), np.full(n, np.inf)
     else:
         s = (1 - mix) * pool.sparse_gram + mix * (pool.feats.dense @ pool.feats.dense.T)
         np.fill_diagonal(s, -np.inf)
@@ -288,6 +292,8 @@ def _build_diffusion(pool: PassPool, k: int, mix: float, alpha: float) -> Diffus
         vals = np.maximum(np.take_along_axis(s, nbr, axis=1), 0.0)
         a = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(n), kk), nbr.ravel())), shape=(n, n))
         graph, kth = a.maximum(a.T).tocsr(), vals.min(axis=1)
+        kn = int(np.clip(round(NEAR_SHARE * n), 1, kk))
+        near = np.partition(np.take_along_axis(s, nbr, axis=1), kk - kn, axis=1)[:, kk - kn]
     deg = np.asarray(graph.sum(axis=1)).ravel()
     inv = 1.0 / np.sqrt(np.where(deg > 0, deg, 1.0))
     norm = sp.csr_matrix(sp.diags(inv) @ graph @ sp.diags(inv)).astype(np.float32)
@@ -298,7 +304,25 @@ def _build_diffusion(pool: PassPool, k: int, mix: float, alpha: float) -> Diffus
         operator = scipy.linalg.solve(a_mat, alpha * np.eye(n, dtype=np.float32), assume_a="pos",
                                       overwrite_a=True, overwrite_b=True, check_finite=False)
         operator = np.ascontiguousarray((operator + operator.T) / 2, dtype=np.float32)
-    return Diffusion(graph=graph, kth=kth, deg=deg, k=k, alpha=alpha, operator=operator, norm_graph=norm)
+    return Diffusion(graph=graph, kth=kth, near=near, deg=deg, k=k, alpha=alpha, operator=operator, norm_graph=norm)
+
+
+# A sentence that says what the paper does ("We propose ...", "In this paper ...", "Here we show ..."),
+# rather than the field's background ("Graphs are everywhere.") that abstracts open with.
+_DOES = re.compile(r"\b(?:we|our (?:method|approach|model|framework|results?|work|analysis)|this (?:paper|work|study|"
+                   r"article|letter|thesis|note)|here,? we)\b", re.IGNORECASE)
+DOES_FACTOR = 2.0                  # its match with the reader counts double
+OPENER_FACTOR = 0.5                # a first sentence that does not: the field's background, counts half
+
+
+def sentence_role(sents: Sequence[str]) -> np.ndarray:
+    """Per sentence, how much its match with the reader counts: ``DOES_FACTOR`` when it says what the
+    paper does, ``OPENER_FACTOR`` for a first sentence that does not, 1 for the rest."""
+    does = np.array([bool(_DOES.search(s)) for s in sents], dtype=bool)
+    out = np.where(does, DOES_FACTOR, 1.0)
+    if len(sents) > 1 and not does[0]:
+        out[0] = OPENER_FACTOR
+    return out
 
 
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")

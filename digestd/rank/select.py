@@ -18,11 +18,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..models import Pick, PaperText
+from .controls import Controls, control_masks
 from .explain import explain_picks
 from .features import FeatureSpace, Featurized
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
 from .profile import UserModel
-from .score import interest_at, prime_interest_weights, score_readers
+from .closeness import closeness_at, prime_interest_weights
+from .score import score_readers
 
 NOTHING_TODAY = "Nothing relevant today"
 HEAD_EXTRA = 20               # candidates looked at beyond twice the digest size before sorting them all
@@ -38,26 +40,43 @@ class Selection:
 
 def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarray, eligible: np.ndarray,
                    sizes: Sequence[int], *, explore: Sequence[bool], min_scores: Sequence[float | None],
-                   now: dt.datetime | None, explain: bool = True, timings: dict | None = None) -> list[Selection]:
+                   now: dt.datetime | None, explain: bool = True,
+                   controls: Sequence[Controls] | None = None, timings: dict | None = None) -> list[Selection]:
     """One ``Selection`` per reader: up to ``sizes[u]`` picks from the papers ``eligible[u]`` allows.
     ``timings``, if given, gains the seconds spent explaining the picks (key ``explain``).
 
     ``scores``: ``score_readers(models, pool)``. ``min_scores[u]``: None = the reader's calibrated
-    threshold (0); ``float("-inf")`` = no cut (full ranking). ``now`` seeds the exploration draw."""
+    threshold (0); ``float("-inf")`` = no cut (full ranking). ``now`` seeds the exploration draw.
+    ``controls[u]``: the reader's pins (first, whatever they score, up to the digest size) and
+    exclusions (never) (``rank.controls``)."""
     b, n = scores.shape
     allowed = np.array(eligible, dtype=bool, copy=True)
     for u, m in enumerate(models):
         voted = [pool.index[k] for k in m.known_keys if k in pool.index]
         allowed[u, voted] = False
-    n_exploit = np.array([s - 1 if (e and s > 1) else s for s, e in zip(sizes, explore)])
+    pins: list[list[int]] = [[] for _ in range(b)]
+    pinned_by: list[dict[int, str]] = [{} for _ in range(b)]
+    if controls is not None and any(not c.empty for c in controls):
+        masks = control_masks(controls, pool.papers)
+        allowed &= ~masks.excluded
+        pinned_by = masks.pinned_by
+        for u in np.flatnonzero((masks.pinned & allowed).any(axis=1)).tolist():
+            pins[u] = _pins(scores[u], np.flatnonzero(masks.pinned[u] & allowed[u]), sizes[u], pool)
+            for i in pins[u]:                 # neither again nor a duplicate of it among the rest
+                allowed[u, [i, *pool.duplicates[i]]] = False
+    rest = [max(0, size - len(p)) for size, p in zip(sizes, pins)]
+    n_exploit = np.array([s - 1 if (e and s > 1) else s for s, e in zip(rest, explore)])
     heads = _heads(scores, allowed, 2 * n_exploit + HEAD_EXTRA)
     prime_interest_weights([m for m, e, size in zip(models, explore, sizes) if e and size > 0])
     day = now.date().isoformat() if now is not None else ""
     chosen_of: list[tuple[list[int], list[bool]] | None] = []
     for u, m in enumerate(models):
         s = scores[u]
-        if sizes[u] <= 0 or not allowed[u].any():
+        if sizes[u] <= 0 or not (allowed[u].any() or pins[u]):
             chosen_of.append(None)
+            continue
+        if rest[u] <= 0 or not allowed[u].any():
+            chosen_of.append((list(pins[u]), [False] * len(pins[u])))
             continue
         cut = 0.0 if min_scores[u] is None else min_scores[u]
         if m.empty:
@@ -70,7 +89,7 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
             if j is not None:
                 chosen.append(j)
                 flags.append(True)
-        chosen_of.append((chosen, flags))
+        chosen_of.append((pins[u] + chosen, [False] * len(pins[u]) + flags))
     explaining = 0.0
     if explain:
         t = time.perf_counter()
@@ -92,9 +111,25 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
         else:
             picks = [Pick(key=pool.papers[i].key, score=float(s[i]), reason="", explore=fl)
                      for i, fl in zip(chosen, flags)]
+        for pick, i in zip(picks, pins[u]):
+            pick.pinned = True
+            pick.reason = f"Pinned: {pinned_by[u].get(i, 'one of your pins')}"
         out.append(Selection(picks, None if any(not fl for fl in flags) else NOTHING_TODAY))
     if timings is not None and explain:
         timings["explain"] = timings.get("explain", 0.0) + explaining
+    return out
+
+
+def _pins(s: np.ndarray, idx: np.ndarray, size: int, pool: PassPool) -> list[int]:
+    """A reader's pinned papers, best first, one of each group of duplicates, at most ``size``."""
+    out: list[int] = []
+    blocked: set[int] = set()
+    for i in idx[np.lexsort((idx, -s[idx]))].tolist():
+        if len(out) >= size:
+            break
+        if i not in blocked:
+            out.append(i)
+            blocked.update(pool.duplicates[i])
     return out
 
 
@@ -145,33 +180,42 @@ EXPLORE_SCAN = 200            # papers whose closeness to the reader's interests
 
 def _explore_pick(model: UserModel, pool: PassPool, s: np.ndarray, allowed: np.ndarray, chosen: list[int],
                   blocked: set[int], day: str) -> int | None:
-    """A reasonably good paper outside the reader's known interests: from the upper fifth (by score)
-    of the remaining papers outside every interest (of all remaining ones if none is outside),
-    where the linear model still sees something, rather than a random paper.
+    """A reasonably good paper outside the reader's known interests: one of the ten best-scoring
+    remaining papers that are *outside*, where the linear model still sees something, rather than
+    a random paper. None when no paper is outside: the label "outside your usual topics" is never
+    put on a paper that is not.
 
-    Only the head of that fifth is read, so closeness to the interests is computed for the best
-    ``EXPLORE_SCAN`` remaining papers first; the rest only when those do not settle the draw."""
+    Outside means: no anchor of the reader (liked paper, seed, keywords) is among the paper's
+    nearest ``NEAR_SHARE`` of the pool, and no interest is within ``cluster_threshold`` of it.
+    Only the head is read at first: closeness is computed for the best ``EXPLORE_SCAN`` remaining
+    papers, then four times as many, and so on, until the window holds ten outside papers."""
     rest = allowed.copy()
     rest[chosen] = False
     if not rest.any():
         return None
     idx = np.flatnonzero(rest)
-    need = 10 + len(blocked)                  # the draw reads the first 10 fresh papers of the fifth
-    if not model.empty and model.centroids_dense.shape[0]:
-        head = _ranked(idx, s, min(len(idx), EXPLORE_SCAN))
-        outside = head[~(interest_at(model, pool, head) >= model.params.cluster_threshold)]
-        # Settled when every paper was looked at, or when the outside ones seen already make the
-        # fifth at least ``need`` long (there are at least that many outside papers).
-        if len(head) < len(idx) and len(outside) // 5 < need:
-            everything = _ranked(idx, s, len(idx))
-            outside = everything[~(interest_at(model, pool, everything) >= model.params.cluster_threshold)]
-            head = everything
-        if len(outside):
-            m = max(1, len(outside) // 5) if len(head) == len(idx) else len(outside) // 5
-            return _draw(model, [i for i in outside[:m].tolist() if i not in blocked][:10], day)
-    m = max(1, len(idx) // 5)
-    ranked = _ranked(idx, s, min(m, need))
-    return _draw(model, [i for i in ranked[:m].tolist() if i not in blocked][:10], day)
+    need = 10 + len(blocked)                  # the draw reads the first 10 fresh outside papers
+    if model.empty:
+        # Nothing is known: every paper is outside; the upper fifth by score.
+        m = max(1, len(idx) // 5)
+        ranked = _ranked(idx, s, min(m, need))
+        return _draw(model, [i for i in ranked[:m].tolist() if i not in blocked][:10], day)
+    near = pool.diffusion(model.params).near
+    window = EXPLORE_SCAN
+    while True:
+        # The best papers are mostly inside: widen the window fourfold until it holds enough
+        # outside ones (the same first ones, in score order, as a scan of everything would find).
+        head = _ranked(idx, s, min(len(idx), window))
+        outside = head[_outside(model, pool, head, near)]
+        if len(outside) >= need or len(head) >= len(idx):
+            break
+        window *= 4
+    return _draw(model, [i for i in outside.tolist() if i not in blocked][:10], day)
+
+
+def _outside(model: UserModel, pool: PassPool, cols: np.ndarray, near: np.ndarray) -> np.ndarray:
+    anchor, interest = closeness_at(model, pool, cols)
+    return ~((anchor >= near[cols]) | (interest >= model.params.cluster_threshold))
 
 
 def _ranked(idx: np.ndarray, s: np.ndarray, want: int) -> np.ndarray:
@@ -193,7 +237,7 @@ def _draw(model: UserModel, fresh: list[int], day: str) -> int | None:
 # -- one reader: a batch of one --------------------------------------------------------------
 def select(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText] | Featurized, size: int, *,
            exclude: Iterable[str] = frozenset(), explore: bool = True, min_score: float | None = None,
-           now: dt.datetime | None = None, explain_picks: bool = True) -> Selection:
+           now: dt.datetime | None = None, explain_picks: bool = True, controls: Controls | None = None) -> Selection:
     """Up to ``size`` picks, best first, never a key in ``exclude`` nor a paper the user voted on.
 
     ``min_score``: None = the user's calibrated threshold (0); ``float("-inf")`` = no cut (full ranking).
@@ -205,4 +249,4 @@ def select(model: UserModel, space: FeatureSpace, candidates: Sequence[PaperText
     eligible = np.array([[p.key not in exclude for p in pool.papers]], dtype=bool).reshape(1, pool.n)
     scores = score_readers([model], pool)
     return select_readers([model], pool, scores, eligible, [size], explore=[explore], min_scores=[min_score],
-                          now=now, explain=explain_picks)[0]
+                          now=now, explain=explain_picks, controls=None if controls is None else [controls])[0]

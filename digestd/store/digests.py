@@ -119,7 +119,7 @@ class DigestQueries:
         out: dict[int, list[Item]] = {}
         with self.session() as s:
             for chunk in _chunks(list(digest_ids)):
-                q = (sa.select(t.digest_id, t.paper_key, t.position, t.score, t.reason, t.highlight, t.explore)
+                q = (sa.select(t.digest_id, t.paper_key, t.position, t.score, t.reason, t.highlight, t.explore, t.pinned)
                      .where(t.digest_id.in_(chunk)).order_by(t.digest_id, t.position))
                 for did, *fields in s.execute(q):
                     out.setdefault(did, []).append(Item(*fields))
@@ -250,7 +250,8 @@ class DigestQueries:
             return
         ids = [c.digest_id for c in composed]
         rows = [{"digest_id": c.digest_id, "user_id": c.user_id, "paper_key": it.paper_key, "position": it.position,
-                 "score": float(it.score), "reason": it.reason, "highlight": it.highlight, "explore": bool(it.explore)}
+                 "score": float(it.score), "reason": it.reason, "highlight": it.highlight, "explore": bool(it.explore),
+                 "pinned": bool(it.pinned)}
                 for c in composed for it in c.items]
         with self.session() as s:
             for chunk in _chunks(ids):

@@ -33,3 +33,4 @@ class Item:
     reason: str = ""
     highlight: str | None = None
     explore: bool = False
+    pinned: bool = False

@@ -147,6 +147,7 @@ class DigestItem(SQLModel, table=True):
     reason: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     highlight: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     explore: bool = False
+    pinned: bool = False               # put there by the reader's pin_authors / pin_keywords
 
 
 class SourceState(SQLModel, table=True):
