@@ -53,8 +53,8 @@ def profile(app: "App", user_id: str) -> dict:
         "unsubscribe_url": links.unsubscribe_url(app, user_id),
         "liked": [v for v in votes if v["vote"] == "up"], "disliked": [v for v in votes if v["vote"] == "down"],
         "keywords": list(cfg.keywords) if cfg else [], "authors": authors[:AUTHORS_SHOWN + len(configured)],
-        "pinned": list(getattr(cfg, "pin", None) or getattr(cfg, "pinned", None) or []) if cfg else [],
-        "excluded": list(getattr(cfg, "exclude", None) or getattr(cfg, "excluded", None) or []) if cfg else [],
+        "pinned": [*cfg.pin_authors, *cfg.pin_keywords] if cfg else [],
+        "excluded": list(cfg.exclude_keywords) if cfg else [],
         "digests": [{"date": d["date"], "status": d["status"], "papers": [shown(k) for k in d["papers"]]}
                     for d in recent],
         "paused_until": urow.paused_until, "subscribed": urow.subscribed,

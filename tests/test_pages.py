@@ -131,3 +131,17 @@ def test_another_sites_form_can_neither_vote_nor_pause_on_a_readers_pages(env):
     assert r.status_code == 403
     assert accounts.export_user(env.app, "alice")["feedback"] == []
     assert env.app.store.get_user("alice").paused_until is None
+
+
+def test_the_profile_shows_the_readers_pins_and_exclusions(tmp_path, clock):
+    write_hf_list(tmp_path / "lists", "2025-05-20", real_papers("2025-05-20", 5))
+    block = user_block("alice") + 'pin_authors = ["Ada Lovelace"]\npin_keywords = ["diffusion"]\nexclude_keywords = ["survey"]\n'
+    app = build_app(parse_config(config_text(users=block), config_dir=tmp_path), clock=clock,
+                    mailer_factory=lambda: RecordingMailer([]))
+    try:
+        with TestClient(create_app(app), follow_redirects=False) as client:
+            page = client.get(path(accounts.export_user(app, "alice")["profile_url"])).text
+    finally:
+        app.close()
+    assert "<strong>Pinned:</strong> Ada Lovelace, diffusion" in page
+    assert "<strong>Excluded:</strong> survey" in page
