@@ -224,9 +224,8 @@ def write_config(w: Workload, path: Path, *, phase: str, lists: dict[str, Path],
     """The config of one phase. Only the sources differ: setup fetches the background, each pass
     fetches its own day (a real source serves today's list, not every saved one)."""
     lines = ["[digestd]", f"data_dir = {json.dumps(str(data_dir))}", 'base_url = "https://digest.bench.example"', ""]
-    # The pass is measured, not the sentence encoder: the default (auto) backend would first encode
-    # every paper of a fresh workload, once, at its fetch. tfidf keeps the numbers comparable.
-    lines += ["[ranking]", 'backend = "tfidf"', ""]
+    # The shipped default ranker (no [ranking] table): with the sentence encoder, the cold pass's
+    # fetch stage includes encoding the day's papers, once, as `run --once` does after a fetch.
     if smtp_port is not None:
         lines += ["[smtp]", 'host = "127.0.0.1"', f"port = {smtp_port}", 'security = "none"',
                   'from = "Paper digest <digest@bench.example>"', ""]
