@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--asl-sample", type=int, default=300, help="readers timed with arxiv-sanity-lite's ranking (0: skip)")
     ap.add_argument("--small-users", type=int, default=1_000, help="also a cold pass at this many readers (0: skip)")
     ap.add_argument("--no-warm", action="store_true", help="skip the warm pass")
+    ap.add_argument("--backend", help="ranking backend of the readers (default: the shipped default)")
     ap.add_argument("--quick", action="store_true", help="quick mode of the feed benchmark")
     ap.add_argument("--work", type=Path, help="keep the generated lists, configs and database here")
     ap.add_argument("--out", type=Path, default=Path("bench-results.json"))
@@ -57,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
     work = a.work or Path(tempfile.mkdtemp(prefix="digestd-bench-"))
     try:
-        main_run = run_delivery(a.users, a.papers, a.seed, work / "main", asl_sample=a.asl_sample, warm=not a.no_warm)
+        main_run = run_delivery(a.users, a.papers, a.seed, work / "main", asl_sample=a.asl_sample, warm=not a.no_warm,
+                                backend=a.backend)
         result = summary(main_run)
         result["driver"] = result["cold"]["driver"]
         if a.small_users and a.small_users < a.users:
-            small = run_delivery(a.small_users, a.papers, a.seed, work / "small", asl_sample=0, warm=False)
+            small = run_delivery(a.small_users, a.papers, a.seed, work / "small", asl_sample=0, warm=False, backend=a.backend)
             result["small"] = {"users": a.small_users, "papers": a.papers, "end_to_end_s": small["cold"]["wall_s"],
                                "peak_rss_mb": small["cold"]["peak_rss_mb"], "timings": small["cold"]["timings"],
                                "verified": small["cold"]["verified"]}

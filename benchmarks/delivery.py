@@ -52,7 +52,8 @@ def measured_pass(work: Path, name: str, config: Path, at: dt.datetime, sink: Sm
 
 
 def run_delivery(users: int, papers: int, seed: int, work: Path, *, asl_sample: int = 300,
-                 warm: bool = True, log=print) -> dict:
+                 warm: bool = True, log=print, backend: str | None = None) -> dict:
+    """``backend``: the ranking backend of the readers' config; None: the shipped default."""
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     w = build_workload(users, papers, seed)
@@ -61,10 +62,11 @@ def run_delivery(users: int, papers: int, seed: int, work: Path, *, asl_sample: 
     (work / "warm-voters.json").write_text(json.dumps([r.id for r in w.warm_voters()]))
     log(f"workload: {users} readers, {papers} papers today, {len(w.background_papers())} in the background "
         f"({time.perf_counter() - t:.1f} s)")
-    out: dict = {"users": users, "papers": papers, "seed": seed, "background_papers": len(w.background_papers())}
+    out: dict = {"users": users, "papers": papers, "seed": seed, "background_papers": len(w.background_papers()),
+                 "backend": backend or "default (auto)"}
     with SmtpSink() as sink:
         configs = {p: write_config(w, work / f"{p}.toml", phase=p, lists=lists, data_dir=work / "var",
-                                       smtp_port=sink.port) for p in ("setup", "cold", "warm")}
+                                       smtp_port=sink.port, backend=backend) for p in ("setup", "cold", "warm")}
         t = time.perf_counter()
         setup = phase("setup", "setup", configs["setup"], SETUP_AT, work, "--votes", str(work / "votes.json"))
         log(f"setup: {setup['fetched_papers']} background papers, {setup['votes']} votes "
@@ -96,7 +98,7 @@ def summary(d: dict) -> dict:
     cold, warm, asl = d["cold"], d.get("warm"), d.get("asl")
     st = cold["timings"]
     users, papers = d["users"], d["papers"]
-    out = {"users": users, "papers": papers, "end_to_end_s": cold["wall_s"],
+    out = {"users": users, "papers": papers, "backend": d.get("backend"), "end_to_end_s": cold["wall_s"],
            "warm_s": warm["wall_s"] if warm else None, "peak_rss_mb": cold["peak_rss_mb"],
            "warm_peak_rss_mb": warm["peak_rss_mb"] if warm else None,
            "scores_per_s": users * papers / st["score"] if st.get("score") else None,

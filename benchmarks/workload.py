@@ -220,12 +220,14 @@ def _toml_list(items: list[str]) -> str:
 
 
 def write_config(w: Workload, path: Path, *, phase: str, lists: dict[str, Path], data_dir: Path,
-                 smtp_port: int | None) -> Path:
+                 smtp_port: int | None, backend: str | None = None) -> Path:
     """The config of one phase. Only the sources differ: setup fetches the background, each pass
     fetches its own day (a real source serves today's list, not every saved one)."""
     lines = ["[digestd]", f"data_dir = {json.dumps(str(data_dir))}", 'base_url = "https://digest.bench.example"', ""]
-    # The shipped default ranker (no [ranking] table): with the sentence encoder, the cold pass's
+    # By default the shipped ranker (no [ranking] table): with the sentence encoder, the cold pass's
     # fetch stage includes encoding the day's papers, once, as `run --once` does after a fetch.
+    if backend:
+        lines += ["[ranking]", f"backend = {json.dumps(backend)}", ""]
     if smtp_port is not None:
         lines += ["[smtp]", 'host = "127.0.0.1"', f"port = {smtp_port}", 'security = "none"',
                   'from = "Paper digest <digest@bench.example>"', ""]

@@ -93,7 +93,8 @@ def test_a_target_missed_is_a_miss_and_one_that_does_not_apply_is_not_judged():
 def test_a_small_run_delivers_every_digest_in_both_passes_and_reports_every_key(tmp_path):
     from benchmarks.delivery import run_delivery, summary
 
-    result = summary(run_delivery(3, 300, 0, tmp_path, asl_sample=2, log=lambda *_: None))
+    result = summary(run_delivery(3, 300, 0, tmp_path, asl_sample=2, log=lambda *_: None,
+                                   backend="tfidf"))
     for key in ("users", "papers", "end_to_end_s", "warm_s", "peak_rss_mb", "scores_per_s", "emails_per_s",
                 "asl_ratio", *(f"{s}_s" for s in ("fetch", "store", "featurise", "train", "score", "select",
                                                   "explain", "render", "smtp"))):
