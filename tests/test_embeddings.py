@@ -386,3 +386,21 @@ def test_switching_the_backend_by_a_config_reload_refits_and_retrains_at_once(em
     assert pipeline.compose_one(app, app.settings.users[0], NOW.date(), NOW).picks
     assert pipeline.current_corpus(app).space.backend == "embeddings"
     assert set(paper_encodings(fake, papers).values()) == {1}
+
+
+def test_fetch_and_run_once_encode_the_papers_they_bring_right_after_the_fetch(emb_app, monkeypatch):
+    new_app, papers, store = emb_app
+    app, fake = new_app()
+    fresh = FetchedPaper(key="2505.00003", title="Graph spectra of coupled oscillator networks",
+                         abstract="We relate synchronisation to the Laplacian spectrum.")
+
+    def fetch_source(app_, src, *a, **kw):
+        store.upsert_papers(src.name, NOW.date(), [fresh], NOW - dt.timedelta(minutes=1))
+        return [pipeline.FetchOutcome(source=src.name, day=NOW.date(), papers=1, new_papers=1, new_listings=1)]
+
+    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source", fetch_source)
+    pipeline.fetch_all(app)
+    assert fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1
+    assert set(paper_encodings(fake, papers).values()) == {1}
+    pipeline.compose_one(app, app.settings.users[0], NOW.date(), NOW)
+    assert fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1

@@ -188,7 +188,23 @@ def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None,
 
         log.error("could not complete seed papers: %s", shown(f"{type(e).__name__}: {e}", 300),
                   extra={"source": "arxiv-api"})
+    if any(o.new_papers for o in outcomes):
+        _vectors_now(app)
     return outcomes
+
+
+def _vectors_now(app: "App") -> None:
+    """Right after the fetch that brought them (as the daemon does per source), the new papers'
+    vectors are made, and with the sentence encoder kept in the database: `fetch` and `run --once`
+    pay the encoding once, here, not the first digest that is due."""
+    from .corpus import warm_corpus
+
+    try:
+        warm_corpus(app)
+    except Exception as e:  # noqa: BLE001 - the next pass builds them; a fetch has still succeeded
+        from ..safety import shown
+
+        log.error("could not build the new papers' vectors: %s", shown(f"{type(e).__name__}: {e}", 300))
 
 
 
