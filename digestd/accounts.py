@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import ids, links
 from .errors import ImportFileError, PaperNotFound, UserError
@@ -36,7 +36,10 @@ def apply_feedback(app: "App", user_id: str, paper: str, vote: str, via: str = "
     return key
 
 
-def import_liked(app: "App", user_id: str, path: str) -> dict:
+def import_liked(app: "App", user_id: str, path: str, *, on_start: Callable[[int], None] | None = None,
+                 on_paper: Callable[[], None] | None = None) -> dict:
+    """``on_start(n)`` hears how many references the file holds, ``on_paper()`` each one stored
+    (a progress display)."""
     from pathlib import Path
 
     from .importers import parse_liked_file
@@ -50,6 +53,8 @@ def import_liked(app: "App", user_id: str, path: str) -> dict:
     refs = parse_liked_file(data, p.name)
     now = app.clock.now()
     imported = 0
+    if on_start is not None:
+        on_start(len(refs))
     for ref in refs:
         key = ref.arxiv_id or ids.paper_key(None, None, ref.title or "")
         if not key or key == "title:":
@@ -59,6 +64,8 @@ def import_liked(app: "App", user_id: str, path: str) -> dict:
                                             url=ids.abs_url(ref.arxiv_id) if ref.arxiv_id else None), now)
         app.store.set_vote(user_id, key, "up", "import", now)
         imported += 1
+        if on_paper is not None:
+            on_paper()
     looked_up, error = complete_papers(app, [r.arxiv_id for r in refs if r.arxiv_id])
     known = app.store.papers_by_keys(r.arxiv_id for r in refs if r.arxiv_id)
     without_text = sum(1 for p in known.values() if not p.abstract and p.title == p.key)

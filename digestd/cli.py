@@ -388,7 +388,11 @@ def _command(app, args) -> int:
         print(f"{args.user}: {args.vote} {key}")
         return EXIT_OK
     if cmd == "import":
-        res = accounts.import_liked(app, args.user, args.file)
+        from .progress import steps
+
+        with steps(0, f"importing {args.file}") as progress:
+            res = accounts.import_liked(app, args.user, args.file, on_start=progress.set_total,
+                                        on_paper=progress.advance)
         print(f"{args.user}: imported {res['imported']} liked papers from {args.file}")
         if res["without_text"]:
             print(f"{res['without_text']} of them have no title or abstract yet"

@@ -17,6 +17,9 @@ class _Plain:
     def advance(self) -> None:
         pass
 
+    def set_total(self, total: int) -> None:
+        pass
+
 
 class _Bar:
     def __init__(self, bar, task) -> None:
@@ -27,6 +30,10 @@ class _Bar:
 
     def advance(self) -> None:
         self.bar.advance(self.task)
+
+    def set_total(self, total: int) -> None:
+        """For a command that learns how many steps it has only once it started (an import)."""
+        self.bar.update(self.task, total=total)
 
 
 @contextlib.contextmanager

@@ -103,17 +103,14 @@ def test_a_command_logs_warnings_only_unless_verbose(tmp_path):
     assert " INFO " in loud.stderr
 
 
-def test_fetch_in_a_terminal_shows_a_progress_bar(tmp_path):
-    lists = tmp_path / "lists"
-    lists.mkdir()
-    (lists / "2025-05-19.json").write_text((REPO / "examples/lists/hf/2025-05-19.json").read_text())
-    (tmp_path / "digestd.toml").write_text('[[sources]]\nname = "demo"\ntype = "replay"\npath = "lists"\n')
+def _in_a_terminal(args: list[str], cwd: Path) -> str:
+    """What a command prints on a pseudo-terminal (so stdout.isatty() holds), after it exits 0."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": "100"}
     env.pop("DIGESTD_CONFIG", None)
     pid, fd = pty.fork()
     if pid == 0:
-        os.chdir(tmp_path)
-        os.execve(sys.executable, [sys.executable, "-m", "digestd", "fetch"], env)
+        os.chdir(cwd)
+        os.execve(sys.executable, [sys.executable, "-m", "digestd", *args], env)
     out = b""
     while True:
         try:
@@ -125,6 +122,32 @@ def test_fetch_in_a_terminal_shows_a_progress_bar(tmp_path):
         out += chunk
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, out
-    text = out.decode("utf-8", "replace")
+    return out.decode("utf-8", "replace")
+
+
+def _one_replay_day(tmp_path: Path, users: str = "") -> None:
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "2025-05-19.json").write_text((REPO / "examples/lists/hf/2025-05-19.json").read_text())
+    (tmp_path / "digestd.toml").write_text('[[sources]]\nname = "demo"\ntype = "replay"\npath = "lists"\n' + users)
+
+
+def test_fetch_in_a_terminal_shows_a_progress_bar(tmp_path):
+    _one_replay_day(tmp_path)
+    text = _in_a_terminal(["fetch"], tmp_path)
     assert "fetching lists" in text and "1/1" in text          # the bar, done
     assert "demo 2025-05-19: 25 papers" in text
+
+
+def test_import_in_a_terminal_shows_a_progress_bar_and_plain_lines_when_piped(tmp_path):
+    import json
+
+    _one_replay_day(tmp_path, '[[users]]\nid = "alice"\nemail = "alice@example.org"\n')
+    assert digestd("fetch", cwd=tmp_path).returncode == 0          # the papers' text is known: no lookup
+    ids = [r["paper"]["id"] for r in json.loads((tmp_path / "lists/2025-05-19.json").read_text())[:3]]
+    (tmp_path / "liked.txt").write_text("\n".join(ids) + "\n")
+    text = _in_a_terminal(["import", "alice", "liked.txt"], tmp_path)
+    assert "importing liked.txt" in text and "3/3" in text
+    assert "alice: imported 3 liked papers from liked.txt" in text
+    piped = digestd("import", "alice", "liked.txt", cwd=tmp_path)
+    assert piped.stdout == "alice: imported 3 liked papers from liked.txt\n"
