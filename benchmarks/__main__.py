@@ -22,6 +22,8 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from digestd.progress import steps  # noqa: E402
+
 from .delivery import run_delivery, summary  # noqa: E402
 from .report import judge, table  # noqa: E402
 
@@ -57,20 +59,29 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     work = a.work or Path(tempfile.mkdtemp(prefix="digestd-bench-"))
-    try:
-        main_run = run_delivery(a.users, a.papers, a.seed, work / "main", asl_sample=a.asl_sample, warm=not a.no_warm,
-                                backend=a.backend)
-        result = summary(main_run)
-        result["driver"] = result["cold"]["driver"]
-        if a.small_users and a.small_users < a.users:
-            small = run_delivery(a.small_users, a.papers, a.seed, work / "small", asl_sample=0, warm=False, backend=a.backend)
-            result["small"] = {"users": a.small_users, "papers": a.papers, "end_to_end_s": small["cold"]["wall_s"],
-                               "peak_rss_mb": small["cold"]["peak_rss_mb"], "timings": small["cold"]["timings"],
-                               "verified": small["cold"]["verified"]}
-            result["verified"] = result["verified"] and small["cold"]["verified"]
-    finally:
-        if a.work is None:
-            shutil.rmtree(work, ignore_errors=True)
+    small_run = bool(a.small_users and a.small_users < a.users)
+    # One step per line a run reports: workload, setup, cold (then warm and the baseline).
+    phases = 3 + (not a.no_warm) + bool(a.asl_sample) + (3 if small_run else 0)
+    with steps(phases, "make bench") as progress:
+        def log(line: str) -> None:
+            progress.say(line)
+            progress.advance()
+
+        try:
+            main_run = run_delivery(a.users, a.papers, a.seed, work / "main", asl_sample=a.asl_sample,
+                                    warm=not a.no_warm, backend=a.backend, log=log)
+            result = summary(main_run)
+            result["driver"] = result["cold"]["driver"]
+            if small_run:
+                small = run_delivery(a.small_users, a.papers, a.seed, work / "small", asl_sample=0, warm=False,
+                                     backend=a.backend, log=log)
+                result["small"] = {"users": a.small_users, "papers": a.papers, "end_to_end_s": small["cold"]["wall_s"],
+                                   "peak_rss_mb": small["cold"]["peak_rss_mb"], "timings": small["cold"]["timings"],
+                                   "verified": small["cold"]["verified"]}
+                result["verified"] = result["verified"] and small["cold"]["verified"]
+        finally:
+            if a.work is None:
+                shutil.rmtree(work, ignore_errors=True)
     result.update(feed_results(a.quick))
     result["targets"] = judge(result)
     a.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
