@@ -90,12 +90,13 @@ def default_mailer_factory(settings: Settings) -> Callable[[], AbstractContextMa
 
 def build_app(settings: Settings, *, clock: Clock | None = None, transport: httpx.BaseTransport | None = None,
               mailer_factory: Callable[[], AbstractContextManager] | None = None, store: Store | None = None,
-              sync_users: bool = True, embedder_factory: Callable[[], object] | None = None) -> App:
+              sync_users: bool = True, embedder_factory: Callable[[], object] | None = None,
+              migrate: bool = True) -> App:
     from .sources.http import HttpClient
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     clock = clock or SystemClock()
-    store = store or open_store(settings.database_url)
+    store = store or open_store(settings.database_url, migrate=migrate)
     signer = Signer(load_or_create_secret(settings.secret_key_path))
     http = HttpClient(transport, user_agent=f"digestd/0.1 (+{settings.digestd.base_url})")
     app = App(settings=settings, store=store, clock=clock, http=http, signer=signer,

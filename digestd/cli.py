@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rt = sub.add_parser("rotate-feed-token", help="replace the user's private feed URL")
     rt.add_argument("user")
+
+    sub.add_parser("migrate", help="apply schema migrations (`run` applies them itself at start)")
     return p
 
 
@@ -161,12 +163,21 @@ def _dispatch(args) -> int:
 
     from .app import build_app
 
+    if args.command == "migrate":
+        from .store import migrate_store
+
+        before, after = migrate_store(settings.database_url)
+        print(f"database {after.url}: " + (f"schema revision {after.head}, nothing to do" if before.up_to_date
+                                            else f"{before.describe()}; migrated to revision {after.current}"))
+        return EXIT_OK
     if args.command == "run" and not args.once:
         from .daemon import serve
 
         return serve(settings, config_file=args.config)  # the path SIGHUP reads again
 
-    app = build_app(settings)
+    # `run` brings the schema up to date itself; the other commands only set up an empty database
+    # and otherwise say to run `digestd migrate`.
+    app = build_app(settings, migrate=args.command == "run")
     try:
         return _command(app, args)
     finally:

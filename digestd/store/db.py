@@ -4,6 +4,7 @@ The queries live beside it by subject (papers, readers, digests); nothing outsid
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -135,3 +136,15 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
         store.dispose()
         raise
     return store
+
+
+def migrate_store(url: str) -> tuple[SchemaState, SchemaState]:
+    """`digestd migrate`: apply every pending migration; the states before and after."""
+    store = Store(url)
+    try:
+        before, after = store.init_schema(migrate=True)
+    except OperationalError as e:
+        raise StoreError(f"database unreachable at {store.safe_url}: {e.orig}") from e
+    finally:
+        store.dispose()
+    return replace(before, url=store.safe_url), replace(after, url=store.safe_url)
