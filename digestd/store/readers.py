@@ -34,8 +34,12 @@ class ReaderQueries:
                 settings_json = cfg.model_dump_json()
                 row = existing.get(uid)
                 if row is None:
-                    s.add(User(id=uid, email=cfg.email, timezone=cfg.timezone, active=True, subscribed=cfg.subscribed,
-                               settings_json=settings_json, created_at=now, updated_at=now))
+                    # Another process starting from the same config may add the same reader at the
+                    # same moment: do nothing on a conflict (its row is the same row).
+                    s.execute(dialect_insert(self.engine)(User.__table__).values(
+                        id=uid, email=cfg.email, timezone=cfg.timezone, active=True, subscribed=cfg.subscribed,
+                        unsubscribed_via_link=False, settings_json=settings_json, created_at=now, updated_at=now)
+                        .on_conflict_do_nothing(index_elements=["id"]))
                     added.append(uid)
                     continue
                 if row.settings_json != settings_json or not row.active:
@@ -156,16 +160,23 @@ class ReaderQueries:
                 out.update({u.id: u for u in s.exec(select(User).where(User.id.in_(ids[i:i + 500])))})
         return out
 
-    def set_feed_tokens(self, rows: Iterable[tuple[str, str, str]]) -> None:
-        """(user id, nonce, token hash) for readers who had no feed token yet, in one transaction."""
+    def set_feed_tokens(self, rows: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+        """(user id, nonce, token hash) for readers who had no feed token yet, in one transaction.
+        Only where there is still none: two processes starting together may both mint one, and the
+        first write wins. Returns each reader's nonce as stored, whoever wrote it."""
         params = [{"b_id": u, "b_nonce": n, "b_hash": h} for u, n, h in rows]
         if not params:
-            return
+            return {}
         t = User.__table__
         with self.session() as s:
-            s.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id"))
+            s.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id"), t.c.feed_nonce.is_(None))
                       .values(feed_nonce=sa.bindparam("b_nonce"), feed_token_hash=sa.bindparam("b_hash")), params)
             s.commit()
+            ids = [p["b_id"] for p in params]
+            stored: dict[str, str] = {}
+            for i in range(0, len(ids), 500):
+                stored.update(s.execute(sa.select(t.c.id, t.c.feed_nonce).where(t.c.id.in_(ids[i:i + 500]))).all())
+            return stored
 
     def votes_of(self, user_ids: Iterable[str]) -> dict[str, list[VoteRecord]]:
         """Every current vote of these readers, with the paper, oldest first. Readers vote on the same
