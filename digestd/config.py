@@ -33,6 +33,7 @@ class DigestdSettings(_Strict):
     secret_key_file: str = Field("", description="File holding the key that signs feedback and unsubscribe links. Empty: <data_dir>/secret.key, created on first start.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     link_max_age_days: int = Field(60, ge=1, description="Feedback links in mail older than this are refused as expired.")
+    sweep_seconds: int = Field(30, ge=1, le=3600, description="How often `run` looks for digests owed (retries, and claims a dead process left; those lapse 30 s after it died) and for sources whose backoff ran out.")
 
     @field_validator("base_url")
     @classmethod

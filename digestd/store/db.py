@@ -14,6 +14,7 @@ from sqlmodel import Session, create_engine, select
 from ..errors import StoreError
 from . import schema
 from .digests import DigestQueries
+from .locks import SchedulerLock
 from .papers import PaperQueries
 from .readers import ReaderQueries
 from .schema import SchemaState
@@ -78,6 +79,10 @@ class Store(PaperQueries, ReaderQueries, DigestQueries):
             raise
         except SQLAlchemyError as e:
             raise StoreError(f"cannot migrate the schema of {self.safe_url}: {e.__class__.__name__}: {e.orig if hasattr(e, 'orig') else e}") from e
+
+    def scheduler_lock(self, name: str) -> SchedulerLock:
+        """The lock whose holder is the one process that fetches (see ``store.locks``)."""
+        return SchedulerLock(self.engine, name)
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
