@@ -202,8 +202,9 @@ class Daemon:
                                                    name=f"digest {user.id}")
         wanted["sweep"] = dict(func=self.sweep, trigger=IntervalTrigger(seconds=settings.digestd.sweep_seconds),
                                name="sweep")
-        wanted["scheduler-lock"] = dict(func=self.hold_scheduler_lock, trigger=IntervalTrigger(seconds=SCHEDULER_LOCK_SECONDS),
-                                        executor="fetch", name="scheduler lock")
+        if self.scheduler_lock.postgres:    # on SQLite the one process always holds it
+            wanted["scheduler-lock"] = dict(func=self.hold_scheduler_lock, executor="fetch", name="scheduler lock",
+                                            trigger=IntervalTrigger(seconds=SCHEDULER_LOCK_SECONDS))
         for job in self.scheduler.get_jobs():
             if job.id not in wanted:
                 job.remove()
