@@ -247,9 +247,9 @@ class Settings(_Strict):
         for i, n in enumerate(names):
             if names.index(n) != i:
                 problems.append(f"sources[{i}].name: duplicate source name {n!r}")
-        ids = [u.id for u in self.users]
+        first: dict[str, int] = {}          # id -> its first index: one pass, even for 100,000 readers
         for i, u in enumerate(self.users):
-            if ids.index(u.id) != i:
+            if first.setdefault(u.id, i) != i:
                 problems.append(f"users[{i}].id: duplicate user id {u.id!r}")
             for j, s in enumerate(u.sources):
                 if s not in names:

@@ -27,6 +27,7 @@ class ReaderQueries:
     def sync_users(self, users: list, now: dt.datetime) -> tuple[list[str], list[str], list[str]]:
         """Make the users table match the config. Removed users are deactivated, never deleted."""
         added, changed, removed = [], [], []
+        new_rows: list[dict] = []
         wanted = {u.id: u for u in users}
         with self.session() as s:
             existing = {u.id: u for u in s.exec(select(User))}
@@ -34,12 +35,9 @@ class ReaderQueries:
                 settings_json = cfg.model_dump_json()
                 row = existing.get(uid)
                 if row is None:
-                    # Another process starting from the same config may add the same reader at the
-                    # same moment: do nothing on a conflict (its row is the same row).
-                    s.execute(dialect_insert(self.engine)(User.__table__).values(
-                        id=uid, email=cfg.email, timezone=cfg.timezone, active=True, subscribed=cfg.subscribed,
-                        unsubscribed_via_link=False, settings_json=settings_json, created_at=now, updated_at=now)
-                        .on_conflict_do_nothing(index_elements=["id"]))
+                    new_rows.append(dict(id=uid, email=cfg.email, timezone=cfg.timezone, active=True,
+                                         subscribed=cfg.subscribed, unsubscribed_via_link=False,
+                                         settings_json=settings_json, created_at=now, updated_at=now))
                     added.append(uid)
                     continue
                 if row.settings_json != settings_json or not row.active:
@@ -52,6 +50,11 @@ class ReaderQueries:
                     row.settings_json = settings_json
                     row.updated_at = now
                     changed.append(uid)
+            # Another process starting from the same config may add the same readers at the same
+            # moment: do nothing on a conflict (its row is the same row). 100 rows a statement.
+            for i in range(0, len(new_rows), 100):
+                s.execute(dialect_insert(self.engine)(User.__table__).values(new_rows[i:i + 100])
+                          .on_conflict_do_nothing(index_elements=["id"]))
             for uid, row in existing.items():
                 if uid not in wanted and row.active:
                     row.active = False
