@@ -95,6 +95,8 @@ def export_user(app: "App", user_id: str) -> dict:
 
 
 def status(app: "App") -> dict:
+    from .safety import shown
+
     states = app.store.all_source_states()
     sources = []
     for src in app.settings.sources:
@@ -102,7 +104,7 @@ def status(app: "App") -> dict:
         sources.append({"name": src.name, "type": src.type, "enabled": src.enabled,
                         "last_success": _iso(st.last_success_at) if st else None,
                         "last_count": st.last_count if st else None,
-                        "last_error": st.last_error if st and st.error_count else None,
+                        "last_error": shown(st.last_error) if st and st.error_count and st.last_error else None,
                         "last_error_at": _iso(st.last_error_at) if st and st.error_count else None,
                         "error_count": st.error_count if st else 0,
                         "next_retry": _iso(st.next_retry_at) if st else None})

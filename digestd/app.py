@@ -12,6 +12,7 @@ import httpx
 
 from .clock import Clock, SystemClock
 from .config import Settings
+from .errors import ConfigError
 from .store import Store, open_store
 from .tokens import Signer, load_or_create_secret
 
@@ -92,13 +93,21 @@ def build_app(settings: Settings, *, clock: Clock | None = None, transport: http
               mailer_factory: Callable[[], AbstractContextManager] | None = None, store: Store | None = None,
               sync_users: bool = True, embedder_factory: Callable[[], object] | None = None,
               migrate: bool = True) -> App:
-    from .sources.http import HttpClient
+    from .sources.http import HttpClient, HttpLimits
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # Owner only, when digestd creates it: it holds the database, the signing key and the outbox.
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        why = f"cannot create {settings.data_dir}: {e.strerror or e}"
+        raise ConfigError(why, [("digestd.data_dir", why)]) from e
     clock = clock or SystemClock()
     store = store or open_store(settings.database_url, migrate=migrate)
     signer = Signer(load_or_create_secret(settings.secret_key_path))
-    http = HttpClient(transport, user_agent=f"digestd/0.1 (+{settings.digestd.base_url})")
+    f = settings.fetch
+    http = HttpClient(transport, user_agent=f"digestd/0.1 (+{settings.digestd.base_url})", timeout=f.timeout_seconds,
+                      limits=HttpLimits(deadline=f.deadline_seconds, max_body_bytes=f.max_body_bytes,
+                                        max_redirects=f.max_redirects, max_retry_after=f.max_retry_after_seconds))
     app = App(settings=settings, store=store, clock=clock, http=http, signer=signer,
               mailer_factory=mailer_factory or default_mailer_factory(settings), embedder_factory=embedder_factory)
     if sync_users:

@@ -1,6 +1,8 @@
 """Command line: parse, load config, build the app, call one function, map errors to exit codes.
 
-Exit codes: 0 ok, 1 a runtime error (one line on stderr), 2 invalid config or usage.
+Exit codes: 0 ok, 1 a runtime error (one line on stderr) or, for `run --once`, `fetch`, `send` and
+`status`, something that did not work (a source failed, a digest was not delivered), 2 invalid config
+or usage (every command checks the config as `check-config` does).
 """
 from __future__ import annotations
 
@@ -81,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("rotate-feed-token", help="replace the user's private feed URL")
     rt.add_argument("user")
 
+    fu = sub.add_parser("feed-url", help="print one user's private feed URL (a secret: whoever has it reads the feed)")
+    fu.add_argument("user")
+
+    sub.add_parser("rotate-secret-key", help="write a new link-signing key: every link sent so far and every "
+                   "feed URL stop working")
+
     sub.add_parser("migrate", help="apply schema migrations (`run` applies them itself at start)")
     return p
 
@@ -97,14 +105,18 @@ def _write(text: str | bytes, out: str | None) -> None:
 
 
 def _print_status(st: dict) -> None:
+    from .safety import shown
+
     print(f"database: {st['database']}")
     print("sources:")
     for s in st["sources"]:
-        state = "disabled" if not s["enabled"] else ("ok" if not s["last_error"] else f"ERROR x{s['error_count']}")
+        state = ("disabled" if not s["enabled"] else f"ERROR x{s['error_count']}" if s["last_error"]
+                 else "ok" if s["last_success"] else "never")
         print(f"  {s['name']:<14} {s['type']:<8} {state:<10} last success: {s['last_success'] or 'never'}"
               f" ({s['last_count'] if s['last_count'] is not None else '-'} papers)")
         if s["last_error"]:
-            print(f"  {'':<14} last error at {s['last_error_at']}: {s['last_error']}; next try {s['next_retry']}")
+            # Server text: escape codes stripped, credentials in URLs redacted.
+            print(f"  {'':<14} last error at {s['last_error_at']}: {shown(s['last_error'])}; next try {s['next_retry']}")
     print("users:")
     for u in st["users"]:
         flags = [] if u["active"] else ["removed from config"]
@@ -114,8 +126,44 @@ def _print_status(st: dict) -> None:
         print(f"  {u['id']:<14} last digest: {last}; profile trained: {u['profile_trained_at'] or 'never'}"
               + (f" [{', '.join(flags)}]" if flags else ""))
         if u["last_error"] and u["last_status"] in ("failed", "retry"):
-            print(f"  {'':<14} error: {u['last_error']}")
+            print(f"  {'':<14} error: {shown(u['last_error'])}")
     print("counts: " + ", ".join(f"{k} {v}" for k, v in st["counts"].items()))
+
+
+# Digest outcomes that leave a reader without today's digest (for now): a non-zero exit.
+NOT_DELIVERED = ("retry", "failed", "in-progress")
+_STATE_WORDS = {"retry": "pending retry", "failed": "FAILED", "already": "already sent",
+                "in-progress": "pending (another process is delivering it)"}
+
+
+def _digest_state(d) -> str:
+    word = _STATE_WORDS.get(d.status, d.status)
+    if d.status == "already" and d.message_id:
+        word += f" as {d.message_id}"
+    return word
+
+
+def run_summary(fetched, delivered) -> tuple[str, bool]:
+    """The one-line summary of `run --once`, and whether everything worked: every source fetched
+    (one still backing off from an earlier failure counts as failed) and every due digest delivered."""
+    failed = [o.source for o in fetched if o.error or o.skipped]
+    ok_sources = len({o.source for o in fetched if not (o.error or o.skipped)})
+    sent = sum(d.status == "sent" for d in delivered)
+    pending = sum(d.status in ("retry", "in-progress") for d in delivered)
+    bad = sum(d.status == "failed" for d in delivered)
+    other = len(delivered) - sent - pending - bad
+    line = (f"summary: sources {ok_sources} ok, {len(set(failed))} failed"
+            + (f" ({', '.join(dict.fromkeys(failed))})" if failed else "")
+            + f"; digests {sent} sent, {pending} pending, {bad} failed" + (f", {other} other" if other else ""))
+    return line, not failed and not pending and not bad
+
+
+def status_problems(st: dict) -> list[str]:
+    """What `status` calls not ok: an enabled source whose last fetch failed, a digest that failed."""
+    out = [f"source {s['name']} failing" for s in st["sources"] if s["enabled"] and s["last_error"]]
+    out += [f"digest of {u['id']} ({u['last_digest']}) {u['last_status']}" for u in st["users"]
+            if u.get("active", True) and u["last_status"] == "failed"]
+    return out
 
 
 def _limit_blas_threads() -> None:
@@ -134,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
+        if args.command == "check-config" and e.problems:
+            n = len(e.problems)
+            print(f"digestd: {n} problem{'s' if n > 1 else ''} in {e.path or 'the config'}", file=sys.stderr)
         return EXIT_USAGE
     except DigestdError as e:
         print(f"digestd: error: {e}", file=sys.stderr)
@@ -142,6 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:   # a file named on the command line, say: what and where, in one line
+        print(f"digestd: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:
+        # A bug: still one line for the operator; DIGESTD_TRACEBACK=1 shows where.
+        if os.environ.get("DIGESTD_TRACEBACK"):
+            raise
+        print(f"digestd: internal error: {type(e).__name__}: {e} (set DIGESTD_TRACEBACK=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _dispatch(args) -> int:
@@ -163,6 +224,8 @@ def _dispatch(args) -> int:
 
     from .app import build_app
 
+    if args.command == "rotate-secret-key":
+        return _rotate_secret_key(settings)
     if args.command == "migrate":
         from .store import migrate_store
 
@@ -184,6 +247,27 @@ def _dispatch(args) -> int:
         app.close()
 
 
+def _rotate_secret_key(settings) -> int:
+    """Before the app is built: a key that is too short or unreadable is what this command replaces."""
+    from . import links
+    from .app import build_app
+    from .tokens import rotate_secret
+
+    path = settings.secret_key_path
+    rotate_secret(path)
+    app = build_app(settings)
+    try:
+        links.rehash_feed_tokens(app)
+    finally:
+        app.close()
+    print(f"wrote a new secret key to {path}. This invalidates:\n"
+          "  - every 👍/👎 feedback link and every unsubscribe link in mail sent so far (they get a 'not valid' page;\n"
+          "    readers unsubscribe from the next digest's link)\n"
+          "  - every reader's private feed URL and profile URL (print the new one with `digestd feed-url USER`)\n"
+          "Restart a running `digestd run`: until then it signs with the old key.")
+    return EXIT_OK
+
+
 def _command(app, args) -> int:
     from . import accounts, feeds, links, pipeline
 
@@ -200,20 +284,24 @@ def _command(app, args) -> int:
             else:
                 print(f"{o.source} {o.day}: {o.papers} papers, {o.new_papers} new"
                       + (" (not modified)" if o.not_modified else ""))
-        return EXIT_ERROR if failed and failed == len(outcomes) else EXIT_OK
+        return EXIT_ERROR if failed else EXIT_OK
     if cmd == "run":
         fetched, delivered = pipeline.run_once(app)
         for o in fetched:
             if o.error:
                 print(f"fetch {o.source}: ERROR {o.error}", file=sys.stderr)
-            elif not o.skipped:
+            elif o.skipped:
+                print(f"fetch {o.source}: skipped ({o.skipped})", file=sys.stderr)
+            else:
                 print(f"fetch {o.source} {o.day}: {o.papers} papers ({o.new_papers} new)")
         for d in delivered:
-            print(f"digest {d.user} {d.day}: {d.status}" + (f", {d.papers} papers" if d.papers else "")
+            print(f"digest {d.user} {d.day}: {_digest_state(d)}" + (f", {d.papers} papers" if d.papers else "")
                   + (f" ({d.error})" if d.error else ""))
         if app.settings.smtp is None:
             print(f"mail: Maildir {app.settings.outbox_dir}")
-        return EXIT_OK
+        line, ok = run_summary(fetched, delivered)
+        print(line, file=sys.stdout if ok else sys.stderr)
+        return EXIT_OK if ok else EXIT_ERROR
     if cmd == "digest":
         from .render import build_message, render_html, render_text
 
@@ -233,9 +321,10 @@ def _command(app, args) -> int:
             print("no digest is due now")
         bad = 0
         for d in outcomes:
-            print(f"{d.user} {d.day}: {d.status}" + (f", {d.papers} papers" if d.papers else "")
-                  + (f" ({d.error})" if d.error else "") + (" (use --force to send again)" if d.status == "already" else ""))
-            bad += d.status in ("failed", "retry")
+            hint = {"already": " (use --force to send again)", "failed": " (use --force to try again)"}.get(d.status, "")
+            print(f"{d.user} {d.day}: {_digest_state(d)}" + (f", {d.papers} papers" if d.papers else "")
+                  + (f" ({d.error})" if d.error else "") + hint)
+            bad += d.status in NOT_DELIVERED
         return EXIT_ERROR if bad else EXIT_OK
     if cmd == "feed":
         _write(feeds.feed_xml(app, args.user), None)
@@ -257,10 +346,15 @@ def _command(app, args) -> int:
         return EXIT_OK
     if cmd == "status":
         st = accounts.status(app)
+        problems = status_problems(st)
         if args.json:
-            print(json.dumps(st, indent=2))
+            print(json.dumps({**st, "ok": not problems, "problems": problems}, indent=2))
         else:
+            print("digestd: " + ("ok" if not problems else "NOT OK: " + "; ".join(problems)))
             _print_status(st)
+        return EXIT_ERROR if problems else EXIT_OK
+    if cmd == "feed-url":
+        print(links.feed_url(app, links.feed_token(app, app.reader(args.user).id)))
         return EXIT_OK
     if cmd == "rotate-feed-token":
         print(links.rotate_feed_token(app, args.user))

@@ -13,7 +13,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -30,7 +30,7 @@ class DigestdSettings(_Strict):
     database_url: str = Field("", description="SQLAlchemy URL. Empty: sqlite:///<data_dir>/digestd.db. PostgreSQL: postgresql+psycopg://user@host/db.")
     base_url: str = Field("http://127.0.0.1:8080", description="Public URL of the HTTP server; absolute links in mail and feeds start with it.")
     listen: str = Field("127.0.0.1:8080", description="host:port the HTTP server of `run` listens on.")
-    secret_key_file: str = Field("", description="File holding the key that signs feedback and unsubscribe links. Empty: <data_dir>/secret.key, created on first start.")
+    secret_key_file: str = Field("", description="File holding the key (at least 32 bytes) that signs feedback and unsubscribe links and feed tokens. Empty: <data_dir>/secret.key. Created (mode 0600) when missing; never replaced: too short or unreadable is an error. `digestd rotate-secret-key` writes a new one.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     link_max_age_days: int = Field(60, ge=1, description="Feedback links in mail older than this are refused as expired.")
     sweep_seconds: int = Field(30, ge=1, le=3600, description="How often `run` looks for digests owed (retries, and claims a dead process left; those lapse 30 s after it died) and for sources whose backoff ran out.")
@@ -63,11 +63,14 @@ class SmtpSettings(_Strict):
     port: int = Field(587, ge=1, le=65535, description="SMTP port: 587 for starttls, 465 for ssl, 25 for none.")
     security: Literal["starttls", "ssl", "none"] = Field("starttls", description="starttls, ssl (implicit TLS) or none.")
     username: str = Field("", description="Login name; empty: no authentication.")
-    password_env: str = Field("", description="Name of the environment variable holding the password.")
-    password_file: str = Field("", description="File holding the password (first line).")
+    password_env: str = Field("", description="Name of the environment variable holding the password; every command checks that it is set and not empty.")
+    password_file: str = Field("", description="File holding the password (first line); relative to the config file. Every command checks that it is readable and not empty.")
     from_: str = Field(..., alias="from", description='Sender, e.g. "Paper digest <digest@example.org>".')
     timeout_seconds: float = Field(30.0, gt=0, description="Socket timeout for the SMTP conversation.")
     max_attempts: int = Field(5, ge=1, description="Attempts for a temporary failure before the digest is marked failed.")
+    dkim_selector: str = Field("", description="DKIM: the selector; the public key is published at <selector>._domainkey.<dkim_domain>. Empty: mail is not signed.")
+    dkim_domain: str = Field("", description="DKIM: the signing domain (d=), usually the domain of from.")
+    dkim_key_file: str = Field("", description="DKIM: PEM file with the RSA private key; relative to the config file. check-config reads it.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -78,12 +81,20 @@ class SmtpSettings(_Strict):
             raise ValueError("never put the password in the config; use password_env or password_file")
         return data
 
+    @model_validator(mode="after")
+    def _dkim_all_or_none(self):
+        given = [k for k in ("dkim_selector", "dkim_domain", "dkim_key_file") if getattr(self, k)]
+        if given and len(given) < 3:
+            missing = [k for k in ("dkim_selector", "dkim_domain", "dkim_key_file") if k not in given]
+            raise ValueError(f"DKIM signing needs dkim_selector, dkim_domain and dkim_key_file; missing {', '.join(missing)}")
+        return self
+
     def password(self) -> str | None:
-        if self.password_env:
-            return os.environ.get(self.password_env)
-        if self.password_file:
-            return Path(self.password_file).read_text().splitlines()[0].strip()
-        return None
+        """The password as configured; a ``ConfigError`` naming the key when it is configured but
+        unavailable (an unset variable, a missing or empty file)."""
+        from .config_check import read_password
+
+        return read_password(self)
 
 
 class RankingSettings(_Strict):
@@ -101,6 +112,21 @@ class RankingSettings(_Strict):
             if not embeddings.installed():
                 raise ValueError(f"'embeddings' needs {embeddings.INSTALL_HINT}")
         return v
+
+
+class FetchSettings(_Strict):
+    """Bounds on what any one server may make digestd wait for, read or store."""
+
+    timeout_seconds: float = Field(30.0, gt=0, description="Connect and per-read timeout of one HTTP request.")
+    deadline_seconds: float = Field(120.0, gt=0, description="Total time one HTTP request may take, however slowly the server drips its answer; then it is cut off as an error.")
+    max_body_bytes: int = Field(20_000_000, ge=1024, description="Largest answer read, counted while it streams in and after decompression (a gzip bomb stops here).")
+    max_redirects: int = Field(5, ge=0, le=20, description="Redirects followed; only to http(s), and never from a public host to a loopback or private address.")
+    max_retry_after_seconds: int = Field(21600, ge=0, description="Longest wait a server's Retry-After may impose on a source.")
+    max_entries: int = Field(2000, ge=1, description="Most papers kept from one list; the rest are logged and dropped.")
+    max_title_chars: int = Field(1000, ge=10, description="Titles are cut to this many characters.")
+    max_abstract_chars: int = Field(20000, ge=100, description="Abstracts are cut to this many characters (a 60 MB abstract never reaches a mail).")
+    max_field_chars: int = Field(500, ge=10, description="One author name, category or other short field is cut to this many characters.")
+    max_authors: int = Field(500, ge=1, description="Most authors kept for one paper.")
 
 
 SourceType = Literal["hf_daily", "arxiv", "feed", "replay"]
@@ -234,11 +260,14 @@ class Settings(_Strict):
     digestd: DigestdSettings = Field(default_factory=DigestdSettings, description="Global settings.")
     smtp: SmtpSettings | None = Field(None, description="Absent: mail goes to the Maildir <data_dir>/outbox.")
     ranking: RankingSettings = Field(default_factory=RankingSettings, description="How papers are ranked.")
+    fetch: FetchSettings = Field(default_factory=FetchSettings, description="Limits on what sources may send.")
     sources: list[SourceSettings] = Field(default_factory=list, description="The lists to pull.")
     users: list[UserSettings] = Field(default_factory=list, description="The subscribers.")
 
     # Where the config file lives; relative paths resolve against it.
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    # Line of each key in the file it was read from, for errors found after parsing.
+    _lines: dict = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -311,9 +340,11 @@ def _problems_from(err: ValidationError) -> list[tuple[str, str]]:
         path = _loc_to_path(loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            from .config_check import did_you_mean
+
+            msg = f"unknown key; {did_you_mean(path)}"
         elif e["type"] == "missing":
-            msg = "required key is missing"
+            msg = f"required key is missing; fix: add {path.rpartition('.')[2]} = ..."
         # A cross-check error carries several "path: message" lines of its own.
         for line in msg.split("\n"):
             sub, sep, rest = line.partition(": ")
@@ -325,6 +356,8 @@ def _problems_from(err: ValidationError) -> list[tuple[str, str]]:
 
 
 def parse_config(text: str, *, config_dir: Path | None = None, path: str | None = None) -> Settings:
+    from .config_check import cross_checks, key_lines
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -332,8 +365,17 @@ def parse_config(text: str, *, config_dir: Path | None = None, path: str | None 
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:
-        raise ConfigError("invalid config", _problems_from(e), path=path) from e
+        # The schema's cross-checks wait for every field to be valid; these do not.
+        crossed = cross_checks(data)
+        problems = [p for p in _problems_from(e) if not p[1].startswith(("duplicate ", "no source named "))]
+        raise ConfigError("invalid config", problems + crossed, path=path, lines=key_lines(text)) from e
     settings.config_dir = (config_dir or Path.cwd()).resolve()
+    if settings.smtp is not None:
+        # Like every path in the file, relative to the config file (not to where digestd was started).
+        for key in ("password_file", "dkim_key_file"):
+            if getattr(settings.smtp, key):
+                setattr(settings.smtp, key, str(settings.resolve(getattr(settings.smtp, key))))
+    settings._lines = key_lines(text)
     return settings
 
 
@@ -349,13 +391,26 @@ def load_config(explicit: str | None = None) -> Settings:
         raise ConfigError(f"config file not found: {path}", [("", "file not found (pass --config FILE or set DIGESTD_CONFIG)")], path=str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config {path}: {e}", [("", f"cannot read: {e}")], path=str(path)) from e
-    return parse_config(text, config_dir=path.parent, path=str(path))
+    from .config_check import runtime_problems
+
+    # What `run` needs from outside the file is checked for every command, and listed beside the
+    # schema's problems: check-config names every problem at once.
+    try:
+        settings = parse_config(text, config_dir=path.parent, path=str(path))
+    except ConfigError as e:
+        if e.lines:   # the TOML parsed; only the schema found problems
+            e.problems += runtime_problems(tomllib.loads(text), path.parent.resolve())
+        raise
+    problems = runtime_problems(tomllib.loads(text), settings.config_dir)
+    if problems:
+        raise ConfigError("config cannot run", problems, path=str(path), lines=settings._lines)
+    return settings
 
 
 def documented_keys() -> dict[str, dict[str, str]]:
     """Every settable key with its help text, per table; README completeness is tested against it."""
     out: dict[str, dict[str, str]] = {}
     for table, model in (("digestd", DigestdSettings), ("smtp", SmtpSettings), ("ranking", RankingSettings),
-                         ("sources", SourceSettings), ("users", UserSettings)):
+                         ("fetch", FetchSettings), ("sources", SourceSettings), ("users", UserSettings)):
         out[table] = {(f.alias or name): (f.description or "") for name, f in model.model_fields.items()}
     return out

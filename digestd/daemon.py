@@ -24,7 +24,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import links, pipeline
+from . import pipeline
 from .app import App, build_app, default_mailer_factory
 from .config import Settings, config_path, load_config
 from .errors import ConfigError, DigestdError
@@ -266,7 +266,7 @@ class Daemon:
         log.info("config reloaded: users added %s, changed %s, removed %s; %d sources",
                  added or "none", changed or "none", removed or "none", len(new.sources))
         for uid in added:
-            say(f"feed for {uid}: {links.feed_url(self.app, links.feed_token(self.app, uid))}")
+            say(f"{uid} added; their private feed URL: digestd feed-url {uid}")
         # A user added or moved to an earlier send_at may already be owed today's digest.
         self.scheduler.add_job(self.sweep, id="sweep-after-reload", replace_existing=True,
                                next_run_time=self.app.clock.now())
@@ -292,7 +292,7 @@ def _bind(listen: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addr)
-        sock.listen(128)
+        sock.listen(1024)   # a burst of presses (a digest just landed) waits in the queue, not in SYN retries
     except OSError:
         sock.close()
         raise
@@ -336,14 +336,16 @@ def _announce(daemon: Daemon, listen: str) -> None:
     settings = app.settings
     say(f"listening on http://{listen} (links use {settings.digestd.base_url})")
     say(_describe_mail(settings))
-    tokens = links.feed_tokens(app, [u.id for u in settings.users])
+    # Never the feed URLs themselves: stdout is the journal under systemd, and a feed URL is a
+    # reader's secret. `digestd feed-url USER` prints one when asked.
     for user in settings.users:
-        url = links.feed_url(app, tokens[user.id])
         trig = user_trigger(user)
         nxt = next(iter(next_fire_times(trig, app.clock.now())), None) if trig else None
         when = nxt.strftime("%a %Y-%m-%d %H:%M %Z") if nxt else "never (no days set)"
         mail = "" if "email" in user.formats else " (feed only)"
-        say(f"{user.id}: next digest {when}{mail}; feed {url}")
+        say(f"{user.id}: next digest {when}{mail}")
+    if settings.users:
+        say("a reader's private feed URL: digestd feed-url USER")
 
 
 def serve(settings: Settings, config_file: str | os.PathLike | None = None) -> int:

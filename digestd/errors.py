@@ -34,18 +34,39 @@ class DigestdError(Exception):
 
 
 class ConfigError(DigestdError):
-    """The config is invalid; ``problems`` holds every ``(key path, message)``."""
+    """The config is invalid; ``problems`` holds every ``(key path, message)``, ``lines`` the line
+    of each key path in the file (``str()`` gives one ``file:line: key: message`` line a problem)."""
 
-    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None, path: str | None = None) -> None:
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None, path: str | None = None,
+                 lines: dict[str, int] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
         self.path = path
+        self.lines = lines or {}
+
+    def line(self, key: str) -> int | None:
+        return line_of(key, self.lines) if key else None
 
     def __str__(self) -> str:
         if not self.problems:
             return self.message
-        prefix = f"{self.path}: " if self.path else ""
-        return "\n".join(f"{prefix}{key}: {msg}" if key else f"{prefix}{msg}" for key, msg in self.problems)
+        out = []
+        # In the order of the file: a problem without a line (the file as a whole) first.
+        for key, msg in sorted(self.problems, key=lambda p: self.line(p[0]) or 0):
+            n = self.line(key)
+            where = ":".join(str(x) for x in (self.path, n) if x is not None) if self.path else (f"line {n}" if n else "")
+            out.append(": ".join(x for x in (where, key, msg) if x))
+        return "\n".join(out)
+
+
+def line_of(path: str, lines: dict[str, int]) -> int | None:
+    """The line of key ``path``, else of the nearest enclosing key or table that the file has."""
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return None
 
 
 class SourceError(DigestdError):

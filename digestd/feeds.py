@@ -24,16 +24,19 @@ def feed_xml(app: "App", user_id: str) -> str:
         by_digest.setdefault(digest.id, []).append(item)
         digests[digest.id] = digest
     order = list(by_digest)
-    views = build_views(app, [ViewRequest(user, digests[i].day, by_digest[i], digests[i].note) for i in order], now)
+    views = build_views(app, [ViewRequest(user, digests[i].day, by_digest[i], digests[i].note) for i in order], now,
+                        via="feed")
     entries = []
     for did, v in zip(order, views):
         d = digests[did]
-        for p in v.papers:
-            entries.append(FeedEntry(paper=p, delivered_at=d.sent_at or d.claimed_at or now, day=d.day))
-    entries.sort(key=lambda e: (e.delivered_at, -e.paper.score), reverse=True)
+        for rank, p in enumerate(v.papers, 1):     # the store hands items over in digest order
+            entries.append(FeedEntry(paper=p, delivered_at=d.sent_at or d.claimed_at or now, day=d.day, rank=rank))
+    # Newest digest first; the sort is stable, so each digest keeps its rank order.
+    entries.sort(key=lambda e: e.delivered_at, reverse=True)
     updated = entries[0].delivered_at if entries else (app.store.get_user(user.id).created_at or now)
-    return render_atom(user.id, links.feed_url(app, links.feed_token(app, user.id)), entries, updated,
-                       title=f"digestd: papers for {user.name or user.id}")
+    token = links.feed_token(app, user.id)
+    return render_atom(user.id, links.feed_url(app, token), entries, updated,
+                       title=f"digestd: papers for {user.name or user.id}", page_url=links.profile_url(app, token))
 
 
 def _software_version() -> str:

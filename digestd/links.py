@@ -48,6 +48,15 @@ def rotate_feed_token(app: "App", user_id: str) -> str:
     return feed_url(app, token)
 
 
+def rehash_feed_tokens(app: "App") -> int:
+    """After the signing key changed: store the hash of each reader's feed token under the new key
+    (same nonce), so ``feed-url`` prints a URL that opens. Returns how many readers have one."""
+    rows = [(u.id, u.feed_nonce, hash_token(app.signer.feed_token(u.id, u.feed_nonce)))
+            for u in app.store.users(active_only=False) if u.feed_nonce]
+    app.store.set_feed_tokens(rows)
+    return len(rows)
+
+
 def user_for_feed_token(app: "App", token: str) -> str | None:
     """The configured user whose private feed ``token`` opens, else None (no hint why)."""
     digest = hash_token(token)
@@ -67,8 +76,18 @@ def profile_url(app: "App", token: str) -> str:
     return f"{app.settings.digestd.base_url}/profile/{token}"
 
 
-def feedback_url(app: "App", user_id: str, paper_key: str, vote: str) -> str:
-    return f"{app.settings.digestd.base_url}/f/{app.signer.feedback_token(user_id, paper_key, vote)}"
+def today_url(app: "App", token: str) -> str:
+    return f"{app.settings.digestd.base_url}/profile/{token}/today"
+
+
+def feedback_url(app: "App", user_id: str, paper_key: str, vote: str, via: str = "email") -> str:
+    """``via`` ("email" or "feed") is signed into the link, so a vote says where it was given."""
+    return f"{app.settings.digestd.base_url}/f/{app.signer.feedback_token(user_id, paper_key, vote, via)}"
+
+
+def feedback_done_url(app: "App", token: str, vote: str, undo: str | None) -> str:
+    """Where a press on a feedback page is sent on (303): the confirmation, with Undo."""
+    return f"{app.settings.digestd.base_url}/f/{token}/done?vote={vote}" + (f"&undo={undo}" if undo else "")
 
 
 def unsubscribe_url(app: "App", user_id: str) -> str:
@@ -76,8 +95,11 @@ def unsubscribe_url(app: "App", user_id: str) -> str:
 
 
 def paper_urls(p: Paper) -> tuple[str, str | None]:
+    """(landing page, PDF) of a stored paper, for an ``href``: only http(s) links ever come out
+    ("" / None otherwise), whatever the row holds."""
+    from .safety import safe_url
+
+    pdf = safe_url(p.pdf_url)
     if p.arxiv_id:
-        return p.url or ids.abs_url(p.arxiv_id), p.pdf_url or ids.pdf_url(p.arxiv_id)
-    if p.url:
-        return p.url, p.pdf_url
-    return p.key if p.key.startswith("http") else "", p.pdf_url
+        return safe_url(p.url) or ids.abs_url(p.arxiv_id), pdf or ids.pdf_url(p.arxiv_id)
+    return safe_url(p.url) or safe_url(p.key) or "", pdf

@@ -18,13 +18,26 @@ class _KeyDefaults(logging.Filter):
         return True
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log lines carry text from servers digestd does not control: no escape codes or control
+    characters reach the journal or a terminal, and no credential in a URL is written down."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .safety import clean_text, redact_text
+
+        line = super().format(record)
+        head, sep, trace = line.partition("\n")   # a traceback keeps its lines
+        head = redact_text(clean_text(head, one_line=True))
+        return head + sep + redact_text(clean_text(trace)) if sep else head
+
+
 def setup_logging(level: str = "INFO", stream=None) -> None:
     root = logging.getLogger("digestd")
     for h in list(root.handlers):
         root.removeHandler(h)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_KeyDefaults())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s%(ids)s"))
+    handler.setFormatter(_SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s%(ids)s"))
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False

@@ -14,7 +14,10 @@ session is reset (smtplib sends RSET), after a disconnect the next ``send`` reco
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
+import hashlib
+import os
 import email.utils
 import mailbox
 import select
@@ -26,11 +29,18 @@ from pathlib import Path
 from types import TracebackType
 
 from .config import SmtpSettings
-from .errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
+from .dkim_sign import DkimSigner
+from .errors import ConfigError, DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 
 
 class Mailer:
-    """Hand one message to one recipient; use as a context manager to batch."""
+    """Hand one message to one recipient; use as a context manager to batch. With ``dkim`` set,
+    every message is DKIM-signed as it is handed over (``_signed``)."""
+
+    dkim: DkimSigner | None = None
+
+    def _signed(self, raw: bytes) -> bytes:
+        return self.dkim.sign(raw) if self.dkim is not None else raw
 
     def open(self) -> None:  # pragma: no cover - trivial default
         pass
@@ -74,14 +84,16 @@ def _check_recipient(to: str) -> None:
 class SmtpMailer(Mailer):
     """SMTP with STARTTLS, implicit TLS (``ssl``) or plain (``none``), AUTH when a username is set.
 
-    ``password`` defaults to ``settings.password()``; ``ssl_context`` defaults to the system's
-    verifying context (tests pass one that trusts their self-signed certificate).
+    ``password`` defaults to ``settings.password()`` (a ``ConfigError`` when it is configured but
+    unavailable); ``ssl_context`` defaults to the system's verifying context (tests pass one that
+    trusts their self-signed certificate); ``dkim`` defaults to the signer ``settings`` configure.
     """
 
     def __init__(self, settings: SmtpSettings, password: str | None = None, *,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, dkim: DkimSigner | None = None) -> None:
         self.settings = settings
         self._password = password if password is not None else settings.password()
+        self.dkim = dkim if dkim is not None else DkimSigner.from_settings(settings)
         self._context = ssl_context
         self._conn: smtplib.SMTP | None = None
         self._batch = False
@@ -108,14 +120,15 @@ class SmtpMailer(Mailer):
                 conn.ehlo()
             if s.username:
                 if self._password is None:
-                    raise PermanentDeliveryError(
-                        f"cannot send to {to}: SMTP username is set but no password (set password_env or password_file)")
+                    # The operator's mistake, not the recipient's: the digest stays pending.
+                    raise ConfigError("smtp.username is set but no password; set password_env or password_file",
+                                      [("smtp.username", "a username is set but no password; fix: set password_env or password_file")])
                 conn.login(s.username, self._password)
             return conn
         except BaseException as e:
             if conn is not None:
                 _close_quietly(conn)
-            if isinstance(e, DeliveryError) or not isinstance(e, Exception):
+            if isinstance(e, (DeliveryError, ConfigError)) or not isinstance(e, Exception):
                 raise
             raise self._map(e, to, f"cannot send to {to}: SMTP session with {self._where()} failed") from e
 
@@ -154,11 +167,14 @@ class SmtpMailer(Mailer):
 
     # -- sending --------------------------------------------------------------------------------
     def send(self, msg: EmailMessage, to: str) -> None:
+        if self.dkim is not None:
+            return self.send_raw(msg.as_bytes(policy=email.policy.SMTP), to)
         self._deliver(to, lambda conn: conn.send_message(msg, from_addr=self.envelope_from, to_addrs=[to]))
 
     def send_raw(self, raw: bytes, to: str, sender: str | None = None) -> None:
         # sendmail writes bytes as they are (dot-stuffing aside, which the server undoes): no
         # second flattening of a message that render_message already built for the wire.
+        raw = self._signed(raw)
         self._deliver(to, lambda conn: conn.sendmail(sender or self.envelope_from, [to], raw))
 
     def _deliver(self, to: str, transmit) -> None:
@@ -213,14 +229,18 @@ def _close_quietly(conn: smtplib.SMTP) -> None:
 class MaildirMailer(Mailer):
     """Writes each message into a Maildir: the outbox when no SMTP server is configured.
 
-    ``mailbox.Maildir.add`` writes into ``tmp/`` and renames into ``new/``, so a reader never
-    sees half a message.
+    A message is written into ``tmp/`` and renamed into ``new/``, so a reader never sees half a
+    message. Its file is named after its Message-ID and recipient, and a message already there is
+    not written again: a process killed after writing a digest but before recording it sends it
+    again on restart (same Message-ID), and the Maildir still holds it once.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, dkim: DkimSigner | None = None) -> None:
         self.path = Path(path)
         self._box: mailbox.Maildir | None = None
+        self._present: set[str] | None = None
         self.last_key: str | None = None
+        self.dkim = dkim
 
     def _mailbox(self) -> mailbox.Maildir:
         try:
@@ -233,20 +253,47 @@ class MaildirMailer(Mailer):
 
     def close(self) -> None:
         self._box = None
+        self._present = None
+
+    def _delivered(self) -> set[str]:
+        """Names of the messages in the Maildir (a reader moves them to cur/ and adds flags):
+        listed once per batch, not once per message."""
+        if self._present is None or self._box is None:
+            names = set()
+            for sub in ("new", "cur"):
+                try:
+                    names.update(n.split(":", 1)[0] for n in os.listdir(self.path / sub))
+                except FileNotFoundError:
+                    pass
+            self._present = names
+        return self._present
 
     def send(self, msg: EmailMessage, to: str) -> None:
         _check_recipient(to)
         # Like a delivering MTA, record the envelope recipient without touching the caller's message.
-        self._write(f"Delivered-To: {to}\n".encode() + msg.as_bytes(), to)
+        self._write(f"Delivered-To: {to}\n".encode() + self._signed(msg.as_bytes()), to)
 
     def send_raw(self, raw: bytes, to: str, sender: str | None = None) -> None:
         _check_recipient(to)
+        raw = self._signed(raw)
         newline = b"\r\n" if raw[:raw.find(b"\n") + 1].endswith(b"\r\n") else b"\n"   # the message's own
         self._write(f"Delivered-To: {to}".encode() + newline + raw, to)
 
     def _write(self, data: bytes, to: str) -> None:
         box = self._box or self._mailbox()
+        mid = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data).get("Message-ID")
         try:
-            self.last_key = box.add(data)
+            if not mid:
+                self.last_key = box.add(data)
+                return
+            key = "digestd-" + hashlib.sha256(f"{mid.strip()}\0{to}".encode()).hexdigest()[:40]
+            present = self._delivered()
+            if key not in present:
+                tmp = self.path / "tmp" / f"{key}.{os.getpid()}"
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, self.path / "new" / key)
+                present.add(key)
+            self.last_key = key
         except OSError as e:
             raise TemporaryDeliveryError(f"cannot write mail for {to} to Maildir {self.path}: {e.strerror or e}") from e

@@ -101,6 +101,11 @@ class DigestPaper:
     down_url: str = ""
     published: dt.datetime | None = None
     listed_on: dt.date | None = None
+    categories: list[str] = field(default_factory=list)   # arXiv categories, primary first
+    upvotes: int | None = None                             # Hugging Face
+    ai_summary: str = ""                                   # Hugging Face's one-paragraph summary
+    code_url: str = ""                                     # Hugging Face's githubRepo
+    pinned: bool = False
 
 
 @dataclass
@@ -116,3 +121,9 @@ class Digest:
     feed_url: str = ""
     generated_at: dt.datetime | None = None
     note: str | None = None     # e.g. "Nothing relevant today"
+    user_name: str = ""
+    profile_url: str = ""
+    today_url: str = ""         # the day's full ranked list, beyond the digest
+    new_papers: int | None = None   # papers new on the reader's lists in the window the digest covers
+    lists: list[str] = field(default_factory=list)   # the names of those lists
+    digest_size: int = 0        # the most papers the reader asked for; fewer means a thin day

@@ -8,14 +8,12 @@ abstract split around the highlight) is prepared here, so templates stay free of
 """
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 import email
 import email.policy
 import email.utils
 import functools
 import re
-import secrets
 import urllib.parse
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -23,10 +21,17 @@ from email.message import EmailMessage
 import css_inline
 import jinja2
 
+from .mime import _PART_HEADERS, _address_header, _ascii_header, _boundary, _from_header, _qp_body, _text_header
 from .models import Digest, DigestPaper
 from .templates_dir import templates_dir
 
 ABSTRACT_MAX_CHARS = 600
+# A mail card fits two or three to a phone screen: every text on it is short.
+KEY_SENTENCE_MAX_CHARS = 180
+TEASER_MAX_CHARS = 150
+SUMMARY_MAX_CHARS = 240
+REASON_MAX_CHARS = 110
+PREVIEW_MAX_CHARS = 140
 AUTHORS_SHOWN = 3          # more than AUTHORS_SHOWN + 1 authors: first AUTHORS_SHOWN + "et al."
 FEED_TAG_YEAR = 2025       # the date part of tag: URIs; fixed forever so entry ids never change
 
@@ -43,6 +48,7 @@ class FeedEntry:
     paper: DigestPaper
     delivered_at: dt.datetime
     day: dt.date
+    rank: int = 0             # 1-based place in its digest; 0: unknown
 
 
 # -- environment ---------------------------------------------------------------------------------
@@ -68,8 +74,9 @@ class _InlinedCssLoader(jinja2.BaseLoader):
 
 
 def _inline_css(html: str) -> str:
-    # Never fetch anything: the mail must be self-contained.
-    return css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False).inline(html)
+    # Never fetch anything: the mail must be self-contained. At-rules (dark mode) stay in a <style>:
+    # a media query cannot be inlined, and its rules use !important to win over the inline styles.
+    return css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False).inline(html)
 
 
 def _env(loader: jinja2.BaseLoader | None = None) -> jinja2.Environment:
@@ -163,6 +170,12 @@ class _PaperView:
     after: str
     highlight: str          # the highlight sentence, "" when none
     highlight_inline: bool  # True: it sits in the abstract shown; False: show it on its own
+    # The mail's compact card: the highlight cut short, and a teaser of the abstract without it.
+    key_sentence: str = ""
+    teaser: str = ""
+    summary: str = ""       # Hugging Face's ai_summary, cut short
+    category: str = ""
+    reason: str = ""
 
 
 def _paper_view(p: DigestPaper, number: int) -> _PaperView:
@@ -173,20 +186,71 @@ def _paper_view(p: DigestPaper, number: int) -> _PaperView:
         i = abstract.find(highlight)
         if i >= 0:
             before, marked, after = abstract[:i], highlight, abstract[i + len(highlight):]
+    summary = cut_abstract(p.ai_summary, SUMMARY_MAX_CHARS) if p.ai_summary else ""
+    # A card shows the highlight once: the teaser is the abstract with that sentence taken out.
+    rest = _one_line(p.abstract).replace(highlight, " ") if highlight else p.abstract
+    teaser = "" if summary else cut_abstract(rest, TEASER_MAX_CHARS)
     return _PaperView(
         p=p, number=number, title=_one_line(p.title) or p.key, authors=short_authors(p.authors),
         abstract=abstract, before=before, marked=marked, after=after,
         highlight=highlight, highlight_inline=bool(marked),
+        key_sentence=cut_abstract(highlight, KEY_SENTENCE_MAX_CHARS) if highlight else "",
+        teaser=teaser, summary=summary, category=p.categories[0] if p.categories else "",
+        reason=cut_abstract(p.reason, REASON_MAX_CHARS) if p.reason else "",
     )
 
 
+def _list_names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1] if names else ""
+
+
+def empty_day_line(d: Digest) -> str:
+    """What an empty day says, the same in subject, header and text: nothing came, or nothing fitted."""
+    if d.note and d.note.startswith("Nothing new"):
+        return "no new papers on your lists"
+    return "nothing relevant today"
+
+
+def _header(d: Digest) -> dict:
+    """The lines above the papers: how many from how many on which lists, and why so few on a thin day."""
+    n = len(d.papers)
+    lists = _list_names(d.lists)
+    if not n:
+        line = empty_day_line(d)
+        detail = _one_line(d.note)
+        return {"headline": line[0].upper() + line[1:] + ".",
+                "detail": detail if detail and detail.rstrip(".").lower() != line else "", "thin": ""}
+    papers = "paper" if n == 1 else "papers"
+    if d.new_papers:
+        headline = f"{n} {papers} picked for you from {d.new_papers} new on {lists}." if lists else \
+            f"{n} {papers} picked for you from {d.new_papers} new ones."
+    else:
+        headline = f"{n} {papers} picked for you."
+    thin = ""
+    if d.digest_size and n < d.digest_size:
+        if d.new_papers is not None and d.new_papers < 3 * d.digest_size:
+            thin = f"A quiet day: your lists had only {d.new_papers} new papers."
+        else:
+            thin = "A thin day: the others were not close enough to what you like."
+    return {"headline": headline, "detail": "", "thin": thin}
+
+
 def _context(d: Digest) -> dict:
+    papers = [_paper_view(p, i) for i, p in enumerate(d.papers, 1)]
+    header = _header(d)
+    preview = header["headline"]
+    if papers:
+        preview += " First: " + papers[0].title
     return {
         "d": d,
         "day": day_label(d.day),
-        "papers": [_paper_view(p, i) for i, p in enumerate(d.papers, 1)],
+        "papers": papers,
         "note": _one_line(d.note) or "Nothing relevant today.",
         "subject": render_subject(d),
+        "greeting": f"Hi {_one_line(d.user_name)}," if _one_line(d.user_name) else "Hi,",
+        "header": header,
+        "preview": cut_abstract(preview, PREVIEW_MAX_CHARS),
+        "pause_url": f"{d.profile_url}#pause" if d.profile_url else "",
     }
 
 
@@ -194,7 +258,8 @@ def _context(d: Digest) -> dict:
 
 def render_subject(d: Digest) -> str:
     # The template's job is wording; collapsing whitespace keeps a stray newline out of the header.
-    return _one_line(_template("email/subject.txt").render(day=day_label(d.day), count=len(d.papers)))
+    return _one_line(_template("email/subject.txt").render(day=day_label(d.day), count=len(d.papers),
+                                                           empty=empty_day_line(d)))
 
 
 def render_text(d: Digest, context: dict | None = None) -> str:
@@ -250,64 +315,6 @@ def build_message(d: Digest, *, from_addr: str, message_id: str, date: dt.dateti
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
-# quoted-printable, not 8bit: some relays lack 8BITMIME, and inlined HTML has very long lines.
-_PART_HEADERS = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-_SMTP_POLICY = email.policy.SMTP
-_MAX_LINE = 998            # RFC 5322 2.1.1, octets before CRLF
-_FOLD_AT = 78              # RFC 5322 2.1.1: lines SHOULD be no longer
-
-
-def _qp_body(s: str) -> bytes:
-    # One CRLF after every line, the last one included, as EmailMessage.set_content does.
-    data = b"\r\n".join(s.encode("utf-8").splitlines()) + b"\r\n"
-    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-
-
-def _boundary(*parts: bytes) -> bytes:
-    while True:
-        b = b"=_digestd_" + secrets.token_hex(12).encode()
-        if not any(b in p for p in parts):     # quoted-printable output could in principle contain it
-            return b
-
-
-def _one_line_value(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"the {name} header must be one line: {value!r}")
-    return value
-
-
-def _ascii_header(name: str, value: str) -> bytes:
-    """A header whose value is ASCII by construction (dates, ids, our own URLs); never folded,
-    because a URL has no place to fold and RFC 2047 words are not allowed inside <...>."""
-    line = f"{name}: {_one_line_value(name, value)}"
-    if not line.isascii() or len(line) > _MAX_LINE:
-        raise ValueError(f"the {name} header must be ASCII and at most {_MAX_LINE} octets: {value!r}")
-    return line.encode("ascii") + b"\r\n"
-
-
-def _folded(name: str, value: str) -> bytes:
-    # The stdlib's header classes: RFC 2047 for non-ASCII words and display names, folding at 78.
-    return _SMTP_POLICY.header_factory(name, _one_line_value(name, value)).fold(policy=_SMTP_POLICY).encode("ascii")
-
-
-def _text_header(name: str, value: str) -> bytes:
-    line = f"{name}: {_one_line_value(name, value)}"
-    if line.isascii() and len(line) <= _FOLD_AT:
-        return line.encode("ascii") + b"\r\n"
-    return _folded(name, value)
-
-
-def _address_header(name: str, value: str) -> bytes:
-    if value.isascii() and not any(c in value for c in ' ,;:"()<>[]\\'):
-        return _ascii_header(name, value)        # a bare address: nothing to quote or encode
-    return _folded(name, value)
-
-
-@functools.lru_cache(maxsize=8)
-def _from_header(from_addr: str) -> bytes:
-    return _address_header("From", from_addr)
-
-
 # -- Atom ----------------------------------------------------------------------------------------
 
 def _aware(t: dt.datetime) -> dt.datetime:
@@ -339,30 +346,45 @@ def entry_id(authority: str, user_id: str, paper_key: str) -> str:
     return f"{feed_id(authority, user_id)}/{urllib.parse.quote(paper_key, safe=':.-_~')}"
 
 
-def render_atom(user_id: str, feed_url: str, entries: list[FeedEntry], updated: dt.datetime, title: str) -> str:
+def render_atom(user_id: str, feed_url: str, entries: list[FeedEntry], updated: dt.datetime, title: str,
+                page_url: str = "") -> str:
+    """The feed, newest digest first and each digest in rank order. Entries of one delivery get
+    timestamps a second apart, best pick latest, so a reader that sorts by date (as most do) shows
+    the digest in its order."""
     authority = _tag_authority(feed_url)
     # One entry per paper, the newest delivery winning; a stable sort keeps digest rank order within a day.
+    ordered = sorted(entries, key=lambda e: _aware(e.delivered_at), reverse=True)
     newest: dict[str, FeedEntry] = {}
-    for e in sorted(entries, key=lambda e: _aware(e.delivered_at), reverse=True):
+    for e in ordered:
         newest.setdefault(e.paper.key, e)
     fragment = _ENV.get_template("feed/entry.html")
     views = []
+    place: dict[dt.datetime, int] = {}
     for e in newest.values():
-        v = _paper_view(e.paper, 0)
+        at = _aware(e.delivered_at)
+        step = place[at] = place.get(at, -1) + 1
+        v = _paper_view(e.paper, e.rank)
+        day = day_label(e.day)
+        parts = [f"#{e.rank} in your digest of {day}." if e.rank else f"In your digest of {day}."]
+        if e.paper.reason:
+            parts.append(f"Why: {_one_line(e.paper.reason)}")
+        if v.highlight:
+            parts.append(f"Key sentence: {v.highlight}")
         views.append({
             "id": entry_id(authority, user_id, e.paper.key),
             "title": _xml_text(v.title),
             "url": e.paper.url,
             "pdf_url": e.paper.pdf_url,
             "authors": [_xml_text(_one_line(a)) for a in e.paper.authors if _one_line(a)],
-            "updated": _rfc3339(e.delivered_at),
+            "updated": _rfc3339(at - dt.timedelta(seconds=step)),
             "day": e.day.isoformat(),
-            "summary": _xml_text(" ".join(x for x in (e.paper.reason, v.highlight) if x)),
+            # One part per line, so a reader that shows the summary as text keeps them apart.
+            "summary": _xml_text("\n".join(parts)),
             # Rendered as an HTML fragment (escaped once), then escaped again into type="html" content.
-            "content": _xml_text(fragment.render(v=v, day=day_label(e.day))),
+            "content": _xml_text(fragment.render(v=v, day=day, rank=e.rank)),
             "sources": e.paper.sources,
         })
     return _ENV.get_template("feed/atom.xml").render(
-        feed_id=feed_id(authority, user_id),
+        feed_id=feed_id(authority, user_id), page_url=page_url,
         feed_url=feed_url, title=_xml_text(title), updated=_rfc3339(updated), entries=views,
     )

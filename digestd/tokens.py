@@ -13,31 +13,81 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import NamedTuple
 
 from itsdangerous import BadSignature, Serializer, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 
-from .errors import TokenError
+from .errors import ConfigError, TokenError
 
 VOTES = ("up", "down")
+VIAS = ("email", "feed")
+
+
+MIN_SECRET_BYTES = 32
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """The signing key; created with 256 random bits on first start, readable by the owner only."""
+    """The signing key; created with 256 random bits on first start, readable by the owner only.
+
+    A key file that exists is never replaced here, whatever it holds: every link in every mail
+    sent so far depends on it. One too short or unreadable is an error naming the file; a new
+    key is only ever written by ``rotate_secret`` (``digestd rotate-secret-key``)."""
     try:
         data = path.read_bytes().strip()
-        if len(data) >= 32:
-            return data
     except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        return _create_secret(path)
+    except OSError as e:
+        raise ConfigError(f"cannot read the secret key file {path}: {e.strerror or e}") from e
+    if len(data) < MIN_SECRET_BYTES:
+        raise ConfigError(f"the secret key file {path} holds {len(data)} bytes, fewer than {MIN_SECRET_BYTES}: "
+                          "put a longer key there, or write a new one with `digestd rotate-secret-key` "
+                          "(that invalidates every link sent so far)")
+    return data
+
+
+def _new_key() -> bytes:
+    return secrets.token_hex(32).encode()
+
+
+def _create_secret(path: Path) -> bytes:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return load_or_create_secret(path)      # another process created it just now: use theirs
+    except OSError as e:
+        raise ConfigError(f"cannot create the secret key file {path}: {e.strerror or e}") from e
+    key = _new_key()
     with os.fdopen(fd, "wb") as f:
         f.write(key)
-    os.replace(tmp, path)
+        f.flush()
+        os.fsync(f.fileno())
     return key
+
+
+def rotate_secret(path: Path) -> bytes:
+    """Write a new signing key in place of the old one (atomically, owner-only) and return it."""
+    key = _new_key()
+    tmp = path.with_name(path.name + ".new")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ConfigError(f"cannot write the secret key file {path}: {e.strerror or e}") from e
+    return key
+
+
+class FeedbackLink(NamedTuple):
+    user: str
+    paper: str
+    vote: str
+    via: str          # where the link was given: "email" or "feed"
 
 
 class _KeyOnceSigner(TimestampSigner):
@@ -74,23 +124,49 @@ class Signer:
         self._secret = secret
         self._feedback = _ShortPayloadSerializer(secret, salt="digestd.feedback")
         self._unsubscribe = _ShortPayloadSerializer(secret, salt="digestd.unsubscribe")
+        self._press = _ShortPayloadSerializer(secret, salt="digestd.press")
 
     # -- feedback ------------------------------------------------------------------------------
-    def feedback_token(self, user_id: str, paper_key: str, vote: str) -> str:
-        if vote not in VOTES:
-            raise ValueError(vote)
-        return self._feedback.dumps([user_id, paper_key, vote])
+    def feedback_token(self, user_id: str, paper_key: str, vote: str, via: str = "email") -> str:
+        if vote not in VOTES or via not in VIAS:
+            raise ValueError((vote, via))
+        # A mail's links keep the three-item payload of earlier releases (and its length).
+        return self._feedback.dumps([user_id, paper_key, vote] if via == "email" else [user_id, paper_key, vote, via])
 
     def read_feedback(self, token: str, max_age_seconds: int | None = None) -> tuple[str, str, str]:
+        link = self.read_feedback_link(token, max_age_seconds)
+        return link.user, link.paper, link.vote
+
+    def read_feedback_link(self, token: str, max_age_seconds: int | None = None) -> FeedbackLink:
         try:
-            user_id, paper_key, vote = self._feedback.loads(token, max_age=max_age_seconds)
+            payload = self._feedback.loads(token, max_age=max_age_seconds)
         except SignatureExpired as e:
             raise TokenError("this feedback link has expired") from e
         except (BadSignature, ValueError, TypeError) as e:
             raise TokenError("this feedback link is not valid (tampered or truncated)") from e
-        if vote not in VOTES:
+        if not isinstance(payload, list) or len(payload) not in (3, 4):
             raise TokenError("this feedback link is not valid (tampered or truncated)")
-        return user_id, paper_key, vote
+        user_id, paper_key, vote, via = (payload + ["email"])[:4]
+        if vote not in VOTES or via not in VIAS or not isinstance(user_id, str) or not isinstance(paper_key, str):
+            raise TokenError("this feedback link is not valid (tampered or truncated)")
+        return FeedbackLink(user_id, paper_key, vote, via)
+
+    # -- the form behind a feedback link -------------------------------------------------------
+    def press_token(self, link_token: str) -> str:
+        """The hidden field of the vote form a feedback page shows. A POST must carry it, so only a
+        page this server rendered can record a vote: another site cannot read it (same-origin),
+        and a link opened by a scanner records nothing because only a press sends the form."""
+        return self._press.dumps(hash_token(link_token)[:32])
+
+    def check_press(self, press: str, link_token: str, max_age_seconds: int | None = None) -> None:
+        try:
+            bound = self._press.loads(press, max_age=max_age_seconds)
+        except SignatureExpired as e:
+            raise TokenError("this page is too old; open the link from the mail again") from e
+        except (BadSignature, ValueError, TypeError) as e:
+            raise TokenError("this vote was not sent from the digestd page of this link") from e
+        if not isinstance(bound, str) or not tokens_equal(bound, hash_token(link_token)[:32]):
+            raise TokenError("this vote was not sent from the digestd page of this link")
 
     # -- unsubscribe ---------------------------------------------------------------------------
     def unsubscribe_token(self, user_id: str) -> str:

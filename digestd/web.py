@@ -12,21 +12,23 @@ import datetime as dt
 import json
 import re
 import secrets
+import urllib.parse
 from typing import TYPE_CHECKING
 
 import jinja2
-from itsdangerous.encoding import base64_decode, bytes_to_int
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from . import accounts, feeds, links
-from .errors import DigestdError, PaperNotFound, TokenError, UserError
+from . import accounts, feeds, links, pages
+from .errors import DigestdError, PaperNotFound, StoreError, TokenError, UserError
 from .feedcache import FeedCache, FeedVersion
 from .httpdate import format_http_date, parse_http_date
 from .logs import get_logger
+from .mathtext import readable
 from .templates_dir import templates_dir
 
 if TYPE_CHECKING:
@@ -34,12 +36,11 @@ if TYPE_CHECKING:
 
 log = get_logger("digestd.web")
 
-# A feedback link opened this long after it was signed was most likely opened by a person reading
-# the mail, not by a scanner on delivery: the page may then submit the offered vote by itself.
-AUTO_SUBMIT_AFTER = dt.timedelta(minutes=5)
+# Seconds a client is asked to wait before trying again after a 503 (the store was busy or away).
+RETRY_AFTER_SECONDS = 5
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
 VOTE_LABELS = {"up": "👍", "down": "👎", "clear": "no vote"}
-_TOKEN_PATH = re.compile(r"^/(feeds|f|u|profile)/[^/]+")
+_TOKEN_PATH = re.compile(r"^/(feeds|f|u|profile)/[^/?]+")
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(templates_dir() / "web"),
@@ -71,6 +72,21 @@ def _page(template: str, status: int = 200, **ctx) -> HTMLResponse:
 
 def _bad_link(message: str) -> HTMLResponse:
     return _page("error.html", 400, title="This link does not work", message=message)
+
+
+def _unavailable(message: str, retry_method: str, retry_fields: list[tuple[str, str]]) -> HTMLResponse:
+    page = _page("unavailable.html", 503, title="Please try again", message=message, retry_method=retry_method,
+                 retry_fields=retry_fields)
+    page.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return page
+
+
+def _log_store_error(request: Request, exc: Exception, **ids) -> None:
+    # The path goes through redact (it carries a token); a driver's message is cut to its first
+    # line, since SQLAlchemy appends the statement and its parameters.
+    cause = exc.message if isinstance(exc, DigestdError) else str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    log.error("store unavailable for %s %s: %s: %s", request.method, redact(request.url.path),
+              exc.__class__.__name__, cause, extra=ids)
 
 
 def _not_found() -> Response:
@@ -111,23 +127,15 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-def link_issued_at(token: str) -> dt.datetime | None:
-    """When an itsdangerous timed token was signed: the middle of ``payload.timestamp.signature``.
-    Only called on a token whose signature has already been checked."""
-    try:
-        stamp = token.rsplit(".", 2)[1]
-        return dt.datetime.fromtimestamp(bytes_to_int(base64_decode(stamp)), dt.timezone.utc)
-    except (IndexError, ValueError, OverflowError):
-        return None
-
-
 def _paper_context(app: "App", key: str) -> dict:
     p = app.store.get_paper(key)
     if p is None:
         raise PaperNotFound(f"paper {key!r} is no longer known to this digest", paper=key)
+
     url, pdf = links.paper_urls(p)
-    return {"key": p.key, "title": p.title, "authors": json.loads(p.authors_json or "[]"),
-            "abstract": p.abstract or "", "url": url, "pdf_url": pdf}
+    return {"key": p.key, "title": readable(p.title, one_line=True),
+            "authors": [readable(a, one_line=True) for a in json.loads(p.authors_json or "[]")],
+            "abstract": readable(p.abstract), "url": url, "pdf_url": pdf}
 
 
 def _vote_name(value: int | None) -> str:
@@ -146,19 +154,29 @@ def health(app: "App", scheduler) -> tuple[bool, dict]:
         sched_ok = alive
     sources = []
     if db_ok:
+        from .safety import shown
+
         states = app.store.all_source_states()
         for src in app.settings.sources:
             st = states.get(src.name)
+            failing = bool(st and st.error_count)
             sources.append({
                 "name": src.name, "enabled": src.enabled,
+                # Per source, so that monitoring sees which list is broken, not only that one is.
+                "status": "disabled" if not src.enabled else "failing" if failing
+                          else "ok" if st and st.last_success_at else "never fetched",
                 "last_success": st.last_success_at.isoformat() if st and st.last_success_at else None,
                 "last_attempt": st.last_attempt_at.isoformat() if st and st.last_attempt_at else None,
                 "error_count": st.error_count if st else 0,
-                "last_error": st.last_error if st and st.error_count else None,
+                "last_error": shown(st.last_error, 500) if failing and st.last_error else None,
+                "next_retry": st.next_retry_at.isoformat() if failing and st.next_retry_at else None,
             })
-    ok = db_ok and sched_ok
-    return ok, {"ok": ok, "scheduler": sched, "database": db_ok, "sources": sources,
-                "now": app.clock.now().isoformat()}
+    # The HTTP status is liveness (database, scheduler); a failing source makes the body not ok.
+    live = db_ok and sched_ok
+    failing = [s["name"] for s in sources if s["status"] == "failing"]
+    ok = live and not failing
+    return live, {"ok": ok, "status": "ok" if ok else "degraded" if live else "down", "failing_sources": failing,
+                  "scheduler": sched, "database": db_ok, "sources": sources, "now": app.clock.now().isoformat()}
 
 
 def create_app(app: "App", *, scheduler=None) -> Starlette:
@@ -209,43 +227,84 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
             return Response(rendered.gzip, media_type=ATOM_TYPE, headers=headers)
         return Response(rendered.body, media_type=ATOM_TYPE, headers=headers)
 
-    async def feedback(request: Request) -> Response:
-        token = request.path_params["token"]
+    def read_link(token: str):
         max_age = app.settings.digestd.link_max_age_days * 86400
+        return app.signer.read_feedback_link(token, max_age_seconds=max_age), max_age
+
+    async def feedback(request: Request) -> Response:
+        """GET (and HEAD) only shows the paper and the button: scanners and previewers open every
+        link of a mail, some run its scripts, so nothing here submits anything by itself."""
+        token = request.path_params["token"]
         try:
-            user_id, key, offered = app.signer.read_feedback(token, max_age_seconds=max_age)
+            link, _ = read_link(token)
         except TokenError as e:
             return _bad_link(f"{e}. Use the buttons in a more recent digest instead.")
         if request.method == "POST":
-            form = await request.form()
-            vote = str(form.get("vote") or offered)
-            if vote not in ("up", "down", "clear"):
-                return _bad_link("The vote must be up, down or clear.")
+            return await press(request, token, link)
 
-            def record():
-                app.store.get_user(user_id)
-                before = _vote_name(app.store.current_vote(user_id, key))
-                accounts.apply_feedback(app, user_id, key, vote, via="email")
-                return before, _paper_context(app, key)
-        else:
-            def record():
-                app.store.get_user(user_id)
-                return _vote_name(app.store.current_vote(user_id, key)), _paper_context(app, key)
+        def load():
+            app.store.get_user(link.user)
+            return _vote_name(app.store.current_vote(link.user, link.paper)), _paper_context(app, link.paper)
         try:
-            before, paper = await run_in_threadpool(record)
+            current, paper = await run_in_threadpool(load)
         except (UserError, PaperNotFound) as e:
             return _bad_link(e.message)
-        except DigestdError as e:
-            log.error("feedback failed: %s", e, extra={"user": user_id, "paper": key})
-            return _page("error.html", 500, title="Something went wrong", message="Your vote could not be saved; please try again later.")
+        return _page("feedback.html", title="Your vote", paper=paper, offered=link.vote, current=current,
+                     press=app.signer.press_token(token), labels=VOTE_LABELS)
+
+    async def press(request: Request, token: str, link) -> Response:
+        """A person pressed a button of a feedback page: record the vote, then 303 to the confirmation."""
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            return _page("error.html", 403, title="This vote came from another site",
+                         message="Only the buttons on this page record a vote. Open the link from your digest again.")
+        form = await request.form()
+        vote, press_field = str(form.get("vote") or ""), str(form.get("press") or "")
+        if vote not in ("up", "down", "clear"):
+            return _bad_link("The vote must be up, down or clear.")
+        try:
+            app.signer.check_press(press_field, token, max_age_seconds=read_link(token)[1])
+        except TokenError as e:
+            return _bad_link(f"{e}.")
+
+        def record():
+            before = _vote_name(app.store.current_vote(link.user, link.paper))
+            accounts.apply_feedback(app, link.user, link.paper, vote, via=link.via)
+            return before
+        try:
+            before = await run_in_threadpool(record)
+        except (UserError, PaperNotFound) as e:
+            return _bad_link(e.message)
+        except (StoreError, SQLAlchemyError) as e:
+            _log_store_error(request, e, user=link.user, paper=link.paper)
+            return _unavailable("Your vote could not be saved just now. Nothing is lost: press the button to send it again.",
+                                "post", [("vote", vote), ("press", press_field)])
+        # Undo restores what was there before; after a repeated click that is "no vote".
+        undo = before if before != vote else ("clear" if vote != "clear" else None)
+        done = f"{request.scope.get('root_path', '')}/f/{token}/done?vote={vote}" + (f"&undo={undo}" if undo else "")
+        return RedirectResponse(done, status_code=303, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+    async def feedback_done(request: Request) -> Response:
+        """The confirmation after a press (a GET: shows, records nothing), with Undo on the first screen.
+        Its buttons post here, which records exactly as a post to the link does."""
+        token = request.path_params["token"]
+        try:
+            link, _ = read_link(token)
+        except TokenError as e:
+            return _bad_link(f"{e}. Use the buttons in a more recent digest instead.")
         if request.method == "POST":
-            # Undo restores what was there before; after a repeated click that is "no vote".
-            undo = before if before != vote else ("clear" if vote != "clear" else None)
-            return _page("feedback_done.html", title="Thanks", paper=paper, vote=vote, undo=undo, labels=VOTE_LABELS)
-        issued = link_issued_at(token)
-        auto = bool(issued and before != offered and app.clock.now() - issued > AUTO_SUBMIT_AFTER)
-        return _page("feedback.html", title="Your vote", paper=paper, offered=offered, current=before,
-                     auto_submit=auto, labels=VOTE_LABELS)
+            return await press(request, token, link)
+        vote, undo = request.query_params.get("vote", link.vote), request.query_params.get("undo")
+        if vote not in VOTE_LABELS or (undo is not None and undo not in VOTE_LABELS):
+            return _bad_link("This confirmation address is not one digestd gives.")
+
+        def load():
+            return _vote_name(app.store.current_vote(link.user, link.paper)), _paper_context(app, link.paper)
+        try:
+            current, paper = await run_in_threadpool(load)
+        except PaperNotFound as e:
+            return _bad_link(e.message)
+        return _page("feedback_done.html", title="Thanks" if current == vote else "Your vote", paper=paper, vote=vote,
+                     current=current, undo=undo, press=app.signer.press_token(token), labels=VOTE_LABELS)
 
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
@@ -268,27 +327,96 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         return _page("unsubscribe.html", title="Unsubscribed" if not subscribed else "Subscribed", email=urow.email,
                      subscribed=subscribed, changed=True)
 
+    def _reader(token: str) -> str | None:
+        return links.user_for_feed_token(app, token)
+
     async def profile(request: Request) -> Response:
         """What digestd holds about the reader and learns from (the `profile_url` of the export).
         Opened with the private feed token, so whoever may read the feed may read this."""
         token = request.path_params["token"]
 
         def load():
-            user_id = links.user_for_feed_token(app, token)
+            user_id = _reader(token)
             if user_id is None:
                 return None
-            data = accounts.export_user(app, user_id)
-            papers = app.store.papers_by_keys(f["paper"] for f in data["feedback"])
-            votes = [{**f, "title": papers[f["paper"]].title if f["paper"] in papers else f["paper"]}
-                     for f in reversed(data["feedback"])]
-            return data, votes
+            data = pages.profile(app, user_id)
+            changed = request.query_params.get("changed")
+            if changed:
+                p = app.store.get_paper(changed)
+                data["changed"] = {"key": changed, "title": readable(p.title, one_line=True) if p else changed,
+                                   "vote": _vote_name(app.store.current_vote(user_id, changed)),
+                                   "was": request.query_params.get("was", "clear")}
+            return data
 
-        found = await run_in_threadpool(load)
-        if found is None:
+        data = await run_in_threadpool(load)
+        if data is None:
             return _not_found()
-        data, votes = found
-        return _page("profile.html", title="Your profile", user=data["user"], votes=votes,
-                     digests=list(reversed(data["digests"]))[:14], feed_url=data["feed_url"], labels=VOTE_LABELS)
+        return _page("profile.html", title="Your profile", p=data, changed=data.get("changed"),
+                     labels=VOTE_LABELS, token=token, today=app.clock.now().date().isoformat(),
+                     error=request.query_params.get("error", ""))
+
+    async def today_list(request: Request) -> Response:
+        token = request.path_params["token"]
+
+        def load():
+            user_id = _reader(token)
+            return None if user_id is None else pages.today(app, user_id)
+
+        data = await run_in_threadpool(load)
+        if data is None:
+            return _not_found()
+        return _page("today.html", title="Today's full list", t=data, token=token, labels=VOTE_LABELS,
+                     voted=request.query_params.get("changed", ""))
+
+    async def profile_vote(request: Request) -> Response:
+        """A vote or an undo from the reader's own pages; then back where it was pressed (303)."""
+        token = request.path_params["token"]
+        form = await request.form()
+        paper, vote = str(form.get("paper") or ""), str(form.get("vote") or "")
+        back = "today" if form.get("back") == "today" else ""
+        if vote not in ("up", "down", "clear") or not paper:
+            return _bad_link("The vote must be up, down or clear, for one paper.")
+
+        def record():
+            user_id = _reader(token)
+            if user_id is None:
+                return None
+            before = _vote_name(app.store.current_vote(user_id, paper))
+            accounts.apply_feedback(app, user_id, paper, vote, via="web")
+            return before
+
+        try:
+            before = await run_in_threadpool(record)
+        except (UserError, PaperNotFound) as e:
+            return _bad_link(e.message)
+        if before is None:
+            return _not_found()
+        query = urllib.parse.urlencode({"changed": paper, "was": before})
+        return RedirectResponse(f"{links.profile_url(app, token)}{'/today' if back else ''}?{query}", status_code=303)
+
+    async def profile_pause(request: Request) -> Response:
+        token = request.path_params["token"]
+        form = await request.form()
+
+        def change():
+            user_id = _reader(token)
+            if user_id is None:
+                return None
+            if form.get("action") == "resume":
+                app.store.set_paused(user_id, None, app.clock.now())
+                return ""
+            try:
+                until = pages.parse_pause(str(form.get("until") or ""), app.clock.now().date())
+            except ValueError as e:
+                return str(e)
+            app.store.set_paused(user_id, until, app.clock.now())
+            return ""
+
+        error = await run_in_threadpool(change)
+        if error is None:
+            return _not_found()
+        suffix = f"?{urllib.parse.urlencode({'error': error})}" if error else ""
+        return RedirectResponse(f"{links.profile_url(app, token)}{suffix}#pause", status_code=303)
 
     routes = [
         Route("/", index, methods=["GET"]),
@@ -296,9 +424,22 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/feeds/{token}.atom", feed, methods=["GET"]),
         Route("/profile/{token}", profile, methods=["GET"]),
+        Route("/profile/{token}/today", today_list, methods=["GET"]),
+        Route("/profile/{token}/vote", profile_vote, methods=["POST"]),
+        Route("/profile/{token}/pause", profile_pause, methods=["POST"]),
         Route("/f/{token}", feedback, methods=["GET", "POST"]),
+        Route("/f/{token}/done", feedback_done, methods=["GET", "POST"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
     ]
-    web = Starlette(routes=routes)
+    # Any store failure a route did not handle itself (a lock held too long, PostgreSQL restarting)
+    # is a 503 with Retry-After and a button that tries again, never a 500 with a traceback.
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        _log_store_error(request, exc)
+        fields = [] if request.method == "POST" else list(request.query_params.multi_items())
+        return _unavailable("digestd cannot reach its database just now. Nothing you did is lost; try again in a moment.",
+                            "get", fields)
+
+    web = Starlette(routes=routes, exception_handlers={StoreError: store_unavailable,
+                                                       SQLAlchemyError: store_unavailable})
     web.state.app = app
     return web

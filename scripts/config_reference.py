@@ -3,10 +3,10 @@
 The README's "Configuration reference" section is this output; tests/test_config.py fails when a key
 is missing from the README.
 """
-from digestd.config import DigestdSettings, RankingSettings, SmtpSettings, SourceSettings, UserSettings
+from digestd.config import DigestdSettings, FetchSettings, RankingSettings, SmtpSettings, SourceSettings, UserSettings
 
 TABLES = [("[digestd]", DigestdSettings), ("[smtp]", SmtpSettings), ("[ranking]", RankingSettings),
-          ("[[sources]]", SourceSettings), ("[[users]]", UserSettings)]
+          ("[fetch]", FetchSettings), ("[[sources]]", SourceSettings), ("[[users]]", UserSettings)]
 
 
 def default_of(field) -> str:

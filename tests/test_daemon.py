@@ -247,7 +247,10 @@ def test_digestd_run_delivers_once_on_schedule_and_never_again_that_day(tmp_path
         wait_for(lambda: "catch-up done" in first.log(), 60, "the catch-up")
         out = first.out.read_text()
         assert f"mail goes to SMTP 127.0.0.1:{smtp.port}" in out
-        feed_url = re.search(r"ana: next digest .*; feed (\S+)", out).group(1)
+        assert re.search(r"ana: next digest [^\n]*\n", out) and "/feeds/" not in out   # no feed URL on stdout
+        feed_url = subprocess.run([sys.executable, "-m", "digestd", "--config", str(cfg), "feed-url", "ana"], cwd=REPO,
+                                  check=True, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                                  text=True).stdout.strip()
         assert inbox.messages == []            # not due yet at start
 
         wait_for(lambda: inbox.messages, 150, "the digest at send_at", step=0.5)
@@ -269,7 +272,8 @@ def test_digestd_run_delivers_once_on_schedule_and_never_again_that_day(tmp_path
             [sys.executable, "-m", "digestd", "--config", str(cfg), "export", "ana"], cwd=REPO, check=True,
             env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True).stdout)
         assert export()["feedback"] == []
-        assert http.post(up.removeprefix(base), data={"vote": "up"}).status_code == 200
+        field = re.search(r'name="press" value="([^"]+)"', page.text).group(1)
+        assert http.post(up.removeprefix(base), data={"vote": "up", "press": field}).status_code == 303
         assert [(f["vote"], f["via"]) for f in export()["feedback"]] == [("up", "email")]
 
         # SIGHUP: a user added to the config is live at once, and owed today's digest already.

@@ -163,9 +163,13 @@ def test_a_broken_source_does_not_stop_the_others(demo, tmp_path):
     (broken / "2025-05-20.json").write_text("{not json")
     text = demo.read_text() + f'\n[[sources]]\nname = "broken"\ntype = "replay"\npath = "{broken}"\n'
     demo.write_text(text)
-    r = cli(demo, "run", "--once")
+    r = cli(demo, "run", "--once", check=False)
     assert "broken" in r.stderr and "2025-05-20" in r.stderr
     assert len(outbox(demo)) == 3
-    st = json.loads(cli(demo, "status", "--json").stdout)
+    # Every digest went out, but a source failed: the exit code says so, and so does status.
+    assert r.returncode == 1 and "sources 2 ok, 1 failed (broken); digests 3 sent" in r.stderr
+    s = cli(demo, "status", "--json", check=False)
+    st = json.loads(s.stdout)
+    assert s.returncode == 1 and st["ok"] is False and st["problems"] == ["source broken failing"]
     by_name = {s["name"]: s for s in st["sources"]}
     assert by_name["broken"]["error_count"] == 1 and by_name["arxiv"]["last_success"]

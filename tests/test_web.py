@@ -59,6 +59,14 @@ def feed_path(env, user: str = "alice") -> str:
     return path_of(links.feed_url(env.app, links.feed_token(env.app, user)))
 
 
+def press(client, path: str, vote: str):
+    """What a person's press does: open the link's page, send its form with the button's vote."""
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    field = re.search(r'name="press" value="([^"]+)"', page.text).group(1)
+    return client.post(path, data={"vote": vote, "press": field})
+
+
 def deliver(env) -> list:
     return pipeline.deliver_due(env.app)
 
@@ -111,7 +119,7 @@ def test_feed_tokens_are_not_written_to_the_log(env, caplog):
     path, link = feed_path(env), feedback_path(env)
     env.client.get(path)
     env.client.get(link)
-    env.client.post(link, data={"vote": "up"})
+    press(env.client, link, "up")
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("digestd", "uvicorn")))
     assert ours  # the vote was logged ...
     assert path.removeprefix("/feeds/").removesuffix(".atom") not in ours   # ... but no token
@@ -263,36 +271,38 @@ def test_a_head_request_records_nothing(env):
 
 
 def test_pressing_the_button_records_the_vote_as_given_by_email(env):
-    r = env.client.post(feedback_path(env, "up"), data={"vote": "up"})
+    r = press(env.client, feedback_path(env, "up"), "up")
     assert r.status_code == 200 and 'id="confirmation"' in r.text
+    assert [h.status_code for h in r.history] == [303] and r.url.path.endswith("/done")
     assert [(f["paper"], f["vote"], f["via"]) for f in feedback(env)] == [(PAPER, "up", "email")]
 
 
 def test_pressing_twice_is_harmless(env):
     for _ in range(2):
-        assert env.client.post(feedback_path(env, "down"), data={"vote": "down"}).status_code == 200
+        assert press(env.client, feedback_path(env, "down"), "down").status_code == 200
     assert [(f["paper"], f["vote"]) for f in feedback(env)] == [(PAPER, "down")]
 
 
 def test_undo_puts_back_what_was_there_before(env):
     path = feedback_path(env, "up")
-    r = env.client.post(path, data={"vote": "up"})
+    r = press(env.client, path, "up")
     undo = re.search(r'<form method="post" id="undo"><input type="hidden" name="vote" value="(\w+)">', r.text)
     assert undo and undo.group(1) == "clear"
-    env.client.post(path, data={"vote": undo.group(1)})
+    press(env.client, r.url.path + "?" + r.url.query.decode(), undo.group(1))
     assert feedback(env) == []
 
     accounts.apply_feedback(env.app, "alice", PAPER, "down", via="cli")
-    r = env.client.post(path, data={"vote": "up"})
+    r = press(env.client, path, "up")
     assert re.search(r'name="vote" value="down">\s*<button type="submit">Undo', r.text)
-    env.client.post(path, data={"vote": "down"})
+    press(env.client, r.url.path + "?" + r.url.query.decode(), "down")
     assert [f["vote"] for f in feedback(env)] == ["down"]
 
 
 def test_a_tampered_feedback_link_gets_a_clear_400_page_and_records_nothing(env):
     good = feedback_path(env, "up")
     tampered = good.replace("/f/", "/f/x", 1)
-    for r in (env.client.get(tampered), env.client.post(tampered, data={"vote": "up"})):
+    field = re.search(r'name="press" value="([^"]+)"', env.client.get(good).text).group(1)
+    for r in (env.client.get(tampered), env.client.post(tampered, data={"vote": "up", "press": field})):
         assert r.status_code == 400
         assert "not valid" in r.text
     assert feedback(env) == []
@@ -304,21 +314,55 @@ def test_an_expired_feedback_link_gets_a_400_page(env, monkeypatch):
     monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real() - 61 * 86400)
     path = feedback_path(env, "up")
     monkeypatch.setattr(itsdangerous.timed.time, "time", real)
-    r = env.client.post(path, data={"vote": "up"})
+    r = env.client.post(path, data={"vote": "up", "press": env.app.signer.press_token(path.removeprefix("/f/"))})
     assert r.status_code == 400 and "expired" in r.text
     assert feedback(env) == []
 
 
-def test_only_a_link_opened_minutes_after_it_was_sent_submits_itself(env):
+def test_a_link_opened_at_any_time_records_nothing_and_carries_no_script(env):
+    """The landed code submitted the vote by script once a link was 5 minutes old: a scanner that runs
+    JavaScript voted for every paper of a mail. Now no page submits anything by itself."""
     path = feedback_path(env, "up")
-    env.clock.at = dt.datetime.now(dt.timezone.utc)
-    assert "<script" not in env.client.get(path).text            # a scanner on delivery
-    env.clock.advance(minutes=10)
-    page = env.client.get(path).text                               # a person reading later
-    assert '<script nonce="' in page and 'getElementById("vote-up").submit()' in page
-    assert feedback(env) == []                                     # the script posts; the GET did not record
-    accounts.apply_feedback(env.app, "alice", PAPER, "up", via="cli")
-    assert "<script" not in env.client.get(path).text              # already given: nothing to submit
+    for minutes in (0, 10, 60 * 24 * 30):
+        env.clock.at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes)
+        page = env.client.get(path).text
+        assert "<script" not in page and ".submit()" not in page
+    assert feedback(env) == [] and accounts.export_user(env.app, "alice")["feedback_history"] == []
+
+
+def test_a_post_without_the_pages_form_field_records_nothing(env):
+    path = feedback_path(env, "up")
+    other = env.app.signer.press_token(feedback_path(env, "down").removeprefix("/f/"))
+    for data in ({"vote": "up"}, {"vote": "up", "press": "forged"}, {"vote": "up", "press": other}):
+        r = env.client.post(path, data=data)
+        assert r.status_code == 400 and "not sent from the digestd page" in r.text
+    assert feedback(env) == []
+
+
+def test_a_press_sent_from_another_site_is_refused(env):
+    path = feedback_path(env, "up")
+    r = env.client.post(path, data={"vote": "up", "press": env.app.signer.press_token(path.removeprefix("/f/"))},
+                        headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403 and feedback(env) == []
+
+
+def test_the_down_page_asks_for_fewer_and_offers_one_button_first(env):
+    page = env.client.get(feedback_path(env, "down")).text
+    assert "Fewer papers like this?" in page and "Do you want more" not in page
+    first_form = re.search(r'<form method="post" id="vote-(\w+)"', page).group(1)
+    assert first_form == "down"
+    assert page.index("Towards Self-Improvement of Diffusion Models") < page.index('id="vote-down"')
+
+
+def test_a_vote_from_a_feed_link_is_recorded_as_given_by_feed(env):
+    deliver(env)
+    xml = env.client.get(feed_path(env)).text
+    up = re.search(r"http://digest\.test(/f/[^\"&<\s]+)", xml.replace("&amp;", "&")).group(1)
+    mail_up = feedback_path(env, "up", paper=env.app.signer.read_feedback(up.removeprefix("/f/"))[1])
+    press(env.client, up, "up")
+    assert [f["via"] for f in feedback(env)] == ["feed"]
+    press(env.client, mail_up, "down")
+    assert [(f["vote"], f["via"]) for f in feedback(env)] == [("down", "email")]
 
 
 def test_pages_load_nothing_from_elsewhere_and_are_not_indexed(env):
@@ -359,7 +403,7 @@ def test_a_vote_given_over_http_changes_the_next_digest(tmp_path, clock, monkeyp
     pipeline.fetch_all(app)
     assert {o.user: o.status for o in pipeline.deliver_due(app)} == {"alice": "sent", "twin": "sent"}
 
-    assert client.post(path_of(links.feedback_url(app, "alice", liked["id"], "up")), data={"vote": "up"}).status_code == 200
+    assert press(client, path_of(links.feedback_url(app, "alice", liked["id"], "up")), "up").status_code == 200
 
     # Watch what the real ranker is given.
     seen = {}
@@ -455,11 +499,12 @@ def test_healthz_is_503_when_the_database_is_unreachable(env, tmp_path):
 
 # -- profile -------------------------------------------------------------------------------------------
 def test_the_profile_page_lists_the_readers_votes_behind_the_feed_token(env):
-    env.client.post(feedback_path(env, "up"), data={"vote": "up"})
+    press(env.client, feedback_path(env, "up"), "up")
     url = accounts.export_user(env.app, "alice")["profile_url"]
     r = env.client.get(path_of(url))
     assert r.status_code == 200
-    assert "👍 Towards Self-Improvement of Diffusion Models via Group Preference Optimization" in r.text
+    liked = re.search(r'<ul id="liked".*?</ul>', r.text, re.S).group(0)
+    assert "Towards Self-Improvement of Diffusion Models via Group Preference Optimization" in liked
     assert "preference optimization, retrieval" in r.text
     assert env.client.get("/profile/" + "A" * 43).status_code == 404
     assert "noindex" in r.headers["x-robots-tag"]

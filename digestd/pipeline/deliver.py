@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from urllib.parse import urlsplit
 
 from ..config import UserSettings
-from ..errors import PermanentDeliveryError, TemporaryDeliveryError
+from ..errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from ..logs import get_logger
 from ..schedule import due_day, local_now
 from ..store import Composed, Digest, Finish
 from .compose import Request, compose_batch, items_from
 from .fetch import backoff, fetch_all
-from .handoff import LEASE, Batch, Message, Sender
+from .handoff import LEASE, Batch, Message, Sender, end_dead_leases
 from .timing import stage
 from .view import ViewRequest, build_views
 
@@ -41,7 +41,7 @@ Work = tuple[UserSettings, dt.date]
 class DeliveryOutcome:
     user: str
     day: dt.date
-    status: str            # sent / empty / retry / failed / already / feed-only / unsubscribed
+    status: str            # sent / empty / retry / failed / already / in-progress / feed-only / unsubscribed / paused
     papers: int = 0
     message_id: str | None = None
     error: str | None = None
@@ -62,7 +62,9 @@ def due_work(app: "App", now: dt.datetime, *, only_user: str | None = None, day:
 
 
 def owed_work(app: "App", now: dt.datetime, *, only_user: str | None = None) -> list[Work]:
-    """Digests of any day still owed: retries whose time has come and claims whose lease lapsed."""
+    """Digests of any day still owed: retries whose time has come and claims whose lease lapsed
+    (or whose process, on this host, is gone)."""
+    end_dead_leases(app)
     rows = app.store.owed_digests(now, [only_user] if only_user else None)
     out = []
     for d in rows:
@@ -114,6 +116,7 @@ def deliver_work(app: "App", work: Sequence[Work], *, force: bool = False,
     users = {u.id: u for u in app.settings.users}
     if not work:
         return []
+    end_dead_leases(app)    # a killed pass's digests go out now, not after their lease runs out
     # Every batch composes as of the pass's start, so they share one pool; claims and leases
     # follow the real clock, so a long pass never claims with a lease that has already run out.
     composed_at = app.clock.now()
@@ -144,8 +147,7 @@ def _deliver_batch(app: "App", chunk: list[Work], sender: Sender, now: dt.dateti
         lost = [(u.id, d) for u, d in chunk if (u.id, d) not in won_pairs]
         if lost:
             rows = store.digest_rows(lost)
-            already += [DeliveryOutcome(uid, d, "already", message_id=getattr(rows.get((uid, d)), "message_id", None))
-                        for uid, d in lost]
+            already += [_not_claimed(uid, d, rows.get((uid, d))) for uid, d in lost]
         batch = Batch(app, won) if won else None
     except BaseException:
         sender.cancel()
@@ -181,18 +183,41 @@ def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], send
     with stage(app, "store"):
         store.save_compositions(saved)
     todo = [d for d in won if d.id in batch.unfinished]
-    views = build_views(app, [ViewRequest(user_of[d.user_id], d.day, items.get(d.id, []), notes[d.id]) for d in todo], now)
+    windows = {c.digest_id: (c.covers_from, c.covers_until) for c in saved}
+    views = build_views(app, [ViewRequest(user_of[d.user_id], d.day, items.get(d.id, []), notes[d.id],
+                                          *windows.get(d.id, (d.covers_from, d.covers_until))) for d in todo], now)
     with stage(app, "store"):
-        subscribed = {u.id: u.subscribed for u in store.users_by_ids(d.user_id for d in todo).values()}
+        rows = store.users_by_ids(d.user_id for d in todo)
+    paused = {uid: u.paused_until for uid, u in rows.items() if u.paused_until is not None}
+    subscribed = {u.id: u.subscribed for u in rows.values()}
     for d, view in zip(todo, views):
         if should_stop() or sender.failed:
             break
         user = user_of[d.user_id]
+        if user.id in paused and d.day < paused[user.id]:
+            # A paused reader (a holiday) gets no mail until the pause ends; the feed goes on.
+            batch.done(Finish(d.id, "sent" if view.papers else "empty", app.clock.now()),
+                       DeliveryOutcome(user.id, d.day, "paused", papers=len(view.papers)))
+            continue
         ready = _prepare(app, user, d, view, subscribed.get(user.id, False), force)
         if isinstance(ready, Message):
             sender.put(batch, ready)
         else:
             batch.done(*ready)
+
+
+def _not_claimed(user_id: str, day: dt.date, row) -> DeliveryOutcome:
+    """What a digest this pass could not claim is: only a closed one is "already" (sent or empty);
+    a retry not yet due stays "retry", a failed one "failed", one another pass holds "in-progress"."""
+    status = getattr(row, "status", None)
+    if status in ("retry", "failed"):
+        when = getattr(row, "next_attempt_at", None)
+        note = f"next attempt at {when.isoformat()}" if status == "retry" and when else None
+        error = "; ".join(x for x in (getattr(row, "error", None), note) if x) or None
+        return DeliveryOutcome(user_id, day, status, error=error)
+    if status == "claimed":
+        return DeliveryOutcome(user_id, day, "in-progress", error=f"being delivered by {row.claimed_by}")
+    return DeliveryOutcome(user_id, day, "already", message_id=getattr(row, "message_id", None))
 
 
 def _compose_isolated(app: "App", requests: list[Request], now: dt.datetime) -> list:
@@ -261,6 +286,8 @@ def _send(app: "App", mailer, msg: Message) -> tuple[Finish, DeliveryOutcome]:
         log.warning("digest delivery will be retried in %s: %s", wait, e, extra={"user": user.id})
         return (Finish(d.id, "retry", now, error=str(e), next_attempt_at=now + wait),
                 DeliveryOutcome(user.id, d.day, "retry", error=str(e)))
+    except ConfigError:
+        raise    # the operator's to fix (say, the SMTP password went missing): stop; the digest stays pending
     except PermanentDeliveryError as e:
         log.error("digest refused by the mail server: %s", e, extra={"user": user.id})
         return Finish(d.id, "failed", now, error=str(e)), DeliveryOutcome(user.id, d.day, "failed", error=str(e))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .. import ids
 from ..config import SourceSettings
-from ..errors import SourceError
+from ..errors import FetchError, SourceError
 from ..logs import get_logger
 from .timing import stage
 
@@ -53,14 +53,30 @@ def fetch_days(app: "App", src: SourceSettings, day: dt.date | None, today: dt.d
     if src.type == "replay":
         from ..sources.replay import list_days
 
-        return [d for d in list_days(app.settings.resolve(src.path)) if d <= today]
+        path = app.settings.resolve(src.path)
+        if not path.is_dir():
+            raise FetchError(f"replay directory does not exist: {path}", source=src.name, url=str(path))
+        return [d for d in list_days(path) if d <= today]
     if src.type == "hf_daily" and last_success is not None:
         start = max(last_success.date(), today - dt.timedelta(days=HF_CATCH_UP_DAYS - 1))
         return [start + dt.timedelta(days=i) for i in range((today - start).days + 1)]
     return [today]
 
 
+def parse_limits(app: "App"):
+    from ..sources.clean import ParseLimits
+
+    f = app.settings.fetch
+    return ParseLimits(max_entries=f.max_entries, max_title_chars=f.max_title_chars,
+                       max_abstract_chars=f.max_abstract_chars, max_field_chars=f.max_field_chars,
+                       max_authors=f.max_authors)
+
+
 def fetch_source(app: "App", src: SourceSettings, day: dt.date | None = None, *, force: bool = False) -> list[FetchOutcome]:
+    """Fetch, parse and store one source. Whatever goes wrong, for whatever reason, ends here as
+    that source's error: logged once, recorded for ``status`` and ``/healthz``, backed off; the
+    other sources and every reader go on. Every day is fetched and parsed before any is stored, so
+    a failure leaves nothing of this fetch half stored."""
     from ..sources import fetch_source as fetch_one
 
     now = app.clock.now()
@@ -71,13 +87,16 @@ def fetch_source(app: "App", src: SourceSettings, day: dt.date | None = None, *,
     outcomes = []
     try:
         days = fetch_days(app, src, day, now.date(), state.last_success_at)
-        total = 0
-        last = None
+        limits = parse_limits(app)
+        results = []
         for d in days:
             with stage(app, "fetch"):
-                res = fetch_one(src, d, app.http, etag=state.etag if day is None else None,
-                                last_modified=state.last_modified if day is None else None,
-                                base_dir=app.settings.config_dir)
+                results.append((d, fetch_one(src, d, app.http, etag=state.etag if day is None else None,
+                                             last_modified=state.last_modified if day is None else None,
+                                             base_dir=app.settings.config_dir, limits=limits)))
+        total = 0
+        last = None
+        for d, res in results:
             out = FetchOutcome(src.name, d, papers=len(res.papers), not_modified=res.not_modified)
             if res.papers:
                 with stage(app, "store"):
@@ -89,17 +108,37 @@ def fetch_source(app: "App", src: SourceSettings, day: dt.date | None = None, *,
                      " (not modified)" if res.not_modified else "", extra={"source": src.name})
         app.store.record_fetch_success(src.name, now, total, etag=last.etag if last else None,
                                        last_modified=last.last_modified if last else None)
-    except (SourceError, OSError) as e:
-        attempts = (state.error_count or 0) + 1
-        wait = backoff(FETCH_BACKOFF_BASE, attempts, FETCH_BACKOFF_MAX)
-        retry_after = getattr(e, "retry_after", None)
-        if retry_after:
-            wait = max(wait, dt.timedelta(seconds=retry_after))
-        msg = str(e)
-        app.store.record_fetch_error(src.name, now, msg, now + wait)
-        log.error("fetch failed (attempt %d, next try in %s): %s", attempts, wait, msg, extra={"source": src.name})
-        outcomes.append(FetchOutcome(src.name, day, error=msg))
+    except Exception as e:  # noqa: BLE001 - one source never stops a run; see the docstring
+        outcomes = [o for o in outcomes if o.error]
+        outcomes.append(_record_failure(app, src, day, state, now, e))
     return outcomes
+
+
+def _record_failure(app: "App", src: SourceSettings, day: dt.date | None, state, now: dt.datetime,
+                    e: Exception) -> FetchOutcome:
+    from ..safety import shown
+
+    attempts = (state.error_count or 0) + 1
+    wait = backoff(FETCH_BACKOFF_BASE, attempts, FETCH_BACKOFF_MAX)
+    retry_after = getattr(e, "retry_after", None)
+    if isinstance(retry_after, (int, float)) and retry_after > 0:
+        cap = app.settings.fetch.max_retry_after_seconds
+        wait = max(wait, dt.timedelta(seconds=min(float(retry_after), cap)))
+    if isinstance(e, SourceError):
+        msg = shown(str(e))
+    elif isinstance(e, OSError):
+        msg = shown(f"{e.strerror or type(e).__name__}{': ' + str(e.filename) if e.filename else ''}")
+    else:
+        # A bug or a store refusal, not a network failure: say what it was; the traceback at DEBUG.
+        msg = shown(f"{type(e).__name__}: {e}", 500)
+        log.debug("fetch failed unexpectedly", exc_info=True, extra={"source": src.name})
+    try:
+        app.store.record_fetch_error(src.name, now, msg, now + wait)
+    except Exception as store_error:  # noqa: BLE001 - the database may be what failed
+        log.error("could not record the fetch error: %s", shown(f"{type(store_error).__name__}: {store_error}", 300),
+                  extra={"source": src.name})
+    log.error("fetch failed (attempt %d, next try in %s): %s", attempts, wait, msg, extra={"source": src.name})
+    return FetchOutcome(src.name, day, error=msg)
 
 
 def complete_papers(app: "App", keys: list[str]) -> tuple[int, str | None]:

@@ -8,7 +8,9 @@ its lease stopped, and whatever it did not finish released for the next pass.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import queue
+import socket
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -38,6 +40,36 @@ class Message:
     raw: bytes
     message_id: str
     papers: int
+
+
+def owner_is_dead(claimed_by: str) -> bool:
+    """Whether the pass that wrote this claim (``host:pid#claim``, App.worker_id) was a process on
+    this host that no longer runs: killed, its claims need not wait out their lease. A pid that was
+    reused since, or another host's pass, counts as alive; its lease still lapses in ``LEASE``."""
+    owner = claimed_by.rpartition("#")[0] or claimed_by
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:   # killed but not yet reaped by its parent: a zombie holds nothing
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def end_dead_leases(app: "App") -> int:
+    """End the leases of claims whose process on this host is gone; returns how many."""
+    dead = [i for i, by in app.store.live_claims(app.clock.now()) if owner_is_dead(by)]
+    if dead:
+        log.warning("taking over %d digests of a process that is no longer running", len(dead))
+        app.store.end_leases(dead)
+    return len(dead)
 
 
 class Lease:

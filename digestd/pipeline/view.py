@@ -12,6 +12,7 @@ from ..models import Digest as DigestView
 from ..models import DigestPaper
 from ..store import Item
 from .. import links
+from ..mathtext import readable
 from .timing import stage
 
 if TYPE_CHECKING:
@@ -24,9 +25,55 @@ class ViewRequest:
     day: dt.date
     items: list[Item]
     note: str | None
+    # The window of listings the digest covered, for the header's "3 of 120 new papers on hf, arxiv".
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
 
 
-def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -> list[DigestView]:
+class _NewCounts:
+    """How many papers were new on a set of lists in a window: one listings query per window,
+    one count per (window, lists), shared by every reader of the batch with the same ones."""
+
+    def __init__(self, app: "App") -> None:
+        self.app = app
+        self._listings: dict[tuple, dict[str, set[str]]] = {}
+        self._counts: dict[tuple, int] = {}
+
+    def count(self, sources: list[str], since: dt.datetime | None, until: dt.datetime | None) -> int | None:
+        if until is None:
+            return None
+        window = (since, until)
+        if window not in self._listings:
+            by_source: dict[str, set[str]] = {}
+            for key, src, _seen in self.app.store.listings_between(since, until):
+                by_source.setdefault(src, set()).add(key)
+            self._listings[window] = by_source
+        rule = (window, tuple(sorted(sources)))
+        if rule not in self._counts:
+            by_source = self._listings[window]
+            self._counts[rule] = len(set().union(*(by_source.get(s, set()) for s in sources)))
+        return self._counts[rule]
+
+
+def _extras(p) -> tuple[list[str], str, str]:
+    """(categories, ai_summary, code link) of a stored paper; bad JSON in a row shows nothing, not an error."""
+    try:
+        cats = [c for c in json.loads(p.categories_json or "[]") if isinstance(c, str)]
+    except ValueError:
+        cats = []
+    try:
+        extra = json.loads(p.extra_json or "{}")
+    except ValueError:
+        extra = {}
+    extra = extra if isinstance(extra, dict) else {}
+    summary = extra.get("ai_summary") if isinstance(extra.get("ai_summary"), str) else ""
+    repo = extra.get("githubRepo") if isinstance(extra.get("githubRepo"), str) else ""
+    # Only a web link is a link: anything else (javascript:, a bare name) is not shown.
+    return cats, readable(summary.strip()), repo if repo.startswith(("https://", "http://")) else ""
+
+
+def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime, *, via: str = "email") -> list[DigestView]:
+    """``via``: where the views are shown ("email" or "feed"), signed into their feedback links."""
     store = app.store
     with stage(app, "store"):
         keys = list(dict.fromkeys(i.paper_key for r in requests for i in r.items))
@@ -34,6 +81,8 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -
         sources = store.sources_of(keys)
         listed = store.first_listed_day(keys)
         tokens = links.feed_tokens(app, [r.user.id for r in requests])
+        counts = _NewCounts(app)
+        new_papers = [counts.count(app.settings.user_sources(r.user), r.since, r.until) for r in requests]
     with stage(app, "render"):
         base = app.settings.digestd.base_url
         shown: dict[str, tuple] = {}
@@ -45,20 +94,27 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime) -
                 p = papers.get(it.paper_key)
                 if p is None:
                     continue
-                if p.key not in shown:    # a paper many readers get is unpacked once
+                if p.key not in shown:    # a paper many readers get is unpacked (TeX converted, made safe) once
                     url, pdf = links.paper_urls(p)
-                    shown[p.key] = (url, pdf, json.loads(p.authors_json))
-                url, pdf, authors = shown[p.key]
+                    shown[p.key] = (url, pdf, [readable(a, one_line=True) for a in json.loads(p.authors_json)],
+                                    readable(p.title, one_line=True), readable(p.abstract), _extras(p))
+                url, pdf, authors, title, abstract, (cats, summary, code) = shown[p.key]
                 ps.append(DigestPaper(
-                    key=p.key, title=p.title, abstract=p.abstract, authors=authors, url=url, pdf_url=pdf,
-                    score=it.score, reason=it.reason, highlight=it.highlight, explore=it.explore,
-                    sources=sources.get(p.key, []), up_url=links.feedback_url(app, uid, p.key, "up"),
-                    down_url=links.feedback_url(app, uid, p.key, "down"), published=p.published_at,
-                    listed_on=listed.get(p.key)))
+                    key=p.key, title=title, abstract=abstract, authors=authors, url=url, pdf_url=pdf,
+                    score=it.score, reason=it.reason, highlight=readable(it.highlight) or None,
+                    explore=it.explore, sources=sources.get(p.key, []),
+                    up_url=links.feedback_url(app, uid, p.key, "up", via),
+                    down_url=links.feedback_url(app, uid, p.key, "down", via), published=p.published_at,
+                    listed_on=listed.get(p.key), categories=cats, upvotes=p.upvotes, ai_summary=summary,
+                    code_url=code, pinned=bool(getattr(it, "pinned", False))))
+            token = tokens[uid]
             out.append(DigestView(user_id=uid, user_email=r.user.email, day=r.day, papers=ps, base_url=base,
                                   unsubscribe_url=links.unsubscribe_url(app, uid),
-                                  feed_url=links.feed_url(app, tokens[uid]), generated_at=now,
-                                  note=None if ps else r.note))
+                                  feed_url=links.feed_url(app, token), generated_at=now,
+                                  note=None if ps else r.note, user_name=r.user.name,
+                                  profile_url=links.profile_url(app, token), today_url=links.today_url(app, token),
+                                  new_papers=new_papers[len(out)], lists=app.settings.user_sources(r.user),
+                                  digest_size=r.user.digest_size))
     return out
 
 
@@ -77,6 +133,8 @@ def preview(app: "App", user_id: str, day: dt.date | None = None) -> DigestView:
     day = day or local_now(user, now).date()
     existing = app.store.get_digest(user.id, day)
     if existing is not None and existing.status == "sent":
-        return view(app, user, day, app.store.digest_items(existing.id), existing.note, now)
+        return build_views(app, [ViewRequest(user, day, app.store.digest_items(existing.id), existing.note,
+                                             existing.covers_from, existing.covers_until)], now)[0]
     comp = compose_one(app, user, day, now)
-    return view(app, user, day, items_from(comp), comp.note, now)
+    return build_views(app, [ViewRequest(user, day, items_from(comp), comp.note, comp.covers_from,
+                                         comp.covers_until)], now)[0]

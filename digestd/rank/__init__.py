@@ -72,10 +72,14 @@ def rank_readers(models: Sequence[UserModel], space: FeatureSpace, pool: Featuri
     passpool = prepare_pool(space, pool)
     scores = score_readers(models, passpool)
     t1 = time.perf_counter()
-    out = select_readers(models, passpool, scores, eligible, sizes, explore=explore, min_scores=min_scores, now=now)
+    explained: dict[str, float] = {}
+    out = select_readers(models, passpool, scores, eligible, sizes, explore=explore, min_scores=min_scores, now=now,
+                         timings=explained)
     if timings is not None:
+        # Explaining the picks is not ranking: it gets its own stage, and select keeps the rest.
         timings["score"] = timings.get("score", 0.0) + t1 - t
-        timings["select"] = timings.get("select", 0.0) + time.perf_counter() - t1
+        timings["select"] = timings.get("select", 0.0) + time.perf_counter() - t1 - explained.get("explain", 0.0)
+        timings["explain"] = timings.get("explain", 0.0) + explained.get("explain", 0.0)
     return out
 
 

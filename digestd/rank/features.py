@@ -26,11 +26,10 @@ from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
-from sklearn.preprocessing import normalize
 
 from ..models import PaperText
+from .hashing import ENGLISH_STOP_WORDS, hashed_counts
+from .hashing import unit_rows
 from .texts import paper_text_plain  # noqa: F401  (re-exported: the encoder's text of a paper)
 
 N_FEATURES = 2 ** 20
@@ -150,6 +149,8 @@ class FeatureSpace:
         x = space._topic_input(tf)
         k = min(n_topics, min(x.shape) - 1)
         if n > 10 and k >= 2:
+            from sklearn.decomposition import TruncatedSVD  # lazy: only a refit needs scikit-learn
+
             svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=3, random_state=seed)
             svd.fit(x)
             space.svd_components = svd.components_.T.astype(np.float32)
@@ -158,20 +159,14 @@ class FeatureSpace:
         return space
 
     # -- transforming ----------------------------------------------------------------------
-    _hasher = HashingVectorizer(n_features=N_FEATURES, analyzer=_analyzer, alternate_sign=False,
-                                norm=None, dtype=np.float64)
-
     def _term_counts(self, papers: Sequence[PaperText]) -> sp.csr_matrix:
-        words = self._hasher.transform([paper_text(p) for p in papers])
+        words = hashed_counts((_analyzer(paper_text(p)) for p in papers), N_FEATURES)
         if any(p.authors for p in papers):
             # Authors hash into the same columns space under an "author:" prefix no word can take.
-            authors = self._author_hasher.transform([
-                [t for t in (_author_token(a) for a in (p.authors or [])) if t] for p in papers])
-            words = words + AUTHOR_WEIGHT * authors
+            authors = hashed_counts(([t for t in (_author_token(a) for a in (p.authors or [])) if t] for p in papers),
+                                    N_FEATURES, AUTHOR_WEIGHT)
+            words = words + authors
         return sp.csr_matrix(words)
-
-    _author_hasher = HashingVectorizer(n_features=N_FEATURES, analyzer=lambda names: names,
-                                       alternate_sign=False, norm=None, dtype=np.float64)
 
     def _weight(self, tf: sp.csr_matrix) -> sp.csr_matrix:
         x = tf.copy()
@@ -179,7 +174,7 @@ class FeatureSpace:
         x.data = np.where(x.data >= 1.0, 1.0 + np.log(np.maximum(x.data, 1.0)), x.data)
         if self.idf is not None:
             x.data = x.data * self.idf[x.indices]
-        return normalize(x, copy=False)
+        return unit_rows(x)
 
     def transform(self, papers: Sequence[PaperText]) -> sp.csr_matrix:
         """TF-IDF rows, L2-normalised, one per paper (in order)."""
@@ -218,7 +213,7 @@ class FeatureSpace:
         where = pos[tf.indices]
         keep = where >= 0
         x = sp.csr_matrix((data[keep], (row_of[keep], where[keep])), shape=(tf.shape[0], len(self.svd_cols)))
-        return normalize(x, copy=False)
+        return unit_rows(x)
 
     def topics(self, counts: sp.csr_matrix) -> np.ndarray:
         """Raw term counts (``_term_counts`` / ``text_counts``) -> L2-normalised topic vectors."""
@@ -232,10 +227,10 @@ class FeatureSpace:
             used, col = np.unique(x.indices, return_inverse=True)
             x = sp.csr_matrix((x.data, col, x.indptr), shape=(x.shape[0], len(used)))
             comps = comps[used].astype(np.float64)
-        return normalize(np.asarray(x @ comps, dtype=np.float64))
+        return unit_rows(np.asarray(x @ comps, dtype=np.float64))
 
     def text_counts(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return sp.csr_matrix(self._hasher.transform(list(texts)))
+        return hashed_counts((_analyzer(t) for t in texts), N_FEATURES)
 
     def dense_text(self, texts: Sequence[str]) -> np.ndarray:
         topics = self.topics(self.text_counts(texts))
@@ -254,7 +249,26 @@ class FeatureSpace:
         state = self.__dict__.copy()
         state["encoder"] = None
         state.pop("_colpos", None)         # a lookup table rebuilt on demand
+        # Most of the 2^20 hashed columns were never seen and share one IDF: keep only the seen ones,
+        # so the stored space is a tenth the size and loads in milliseconds instead of a third of a second.
+        idf, bm25 = state.pop("idf"), state.pop("bm25_idf")
+        if idf is not None and bm25 is not None:
+            seen = np.flatnonzero(idf != self.default_idf).astype(np.int32)
+            unseen_bm25 = float(bm25[np.flatnonzero(idf == self.default_idf)[0]]) if len(seen) < len(idf) else 0.0
+            state["_seen_idf"] = (seen, idf[seen], bm25[seen], unseen_bm25, len(idf))
+        else:
+            state["idf"], state["bm25_idf"] = idf, bm25
         return state
+
+    def __setstate__(self, state):
+        seen_idf = state.pop("_seen_idf", None)
+        if seen_idf is not None:
+            seen, idf_seen, bm25_seen, unseen_bm25, n_cols = seen_idf
+            state["idf"] = np.full(n_cols, state["default_idf"])
+            state["idf"][seen] = idf_seen
+            state["bm25_idf"] = np.full(n_cols, unseen_bm25)
+            state["bm25_idf"][seen] = bm25_seen
+        self.__dict__.update(state)
 
     def terms(self, text: str) -> list[str]:
         """Readable unigram terms of ``text`` (for reasons shown to a person)."""
@@ -264,8 +278,7 @@ class FeatureSpace:
         """IDF of each (already tokenised) term, in one hashing pass."""
         if self.idf is None or not terms:
             return np.full(len(terms), self.default_idf)
-        m = self._author_hasher.transform([[t] for t in terms])  # same hash as the word analyzer
-        m = sp.csr_matrix(m)
+        m = hashed_counts(([t] for t in terms), N_FEATURES)  # same hash as the word analyzer
         out = np.full(len(terms), self.default_idf)
         has = np.diff(m.indptr) > 0
         out[has] = self.idf[m.indices[m.indptr[:-1][has]]]
@@ -335,4 +348,4 @@ def _join(embeddings: np.ndarray, topics: np.ndarray) -> np.ndarray:
 
     Measured on citeulike-dev (K=5): MiniLM alone 0.262 recall@20 in the diffusion, joined with the
     corpus's own topics 0.273; the model knows language, the topics know this corpus's vocabulary."""
-    return normalize(np.hstack([embeddings, topics]))
+    return unit_rows(np.hstack([embeddings, topics]))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .hashing import unit_rows
+
 GRAM_ROWS = 64           # anchors per sparse Gram product: it computes all pairs, only the diagonal blocks are kept
 
 
@@ -97,17 +99,4 @@ def centroids(rows: sp.csr_matrix, dense: np.ndarray, labels: list[np.ndarray],
     row = np.concatenate([lab + first[b] for b, lab in enumerate(labels)]) if labels else np.zeros(0, int)
     member = sp.csr_matrix((np.concatenate(weights) if weights else np.zeros(0), (row, np.arange(len(row)))),
                            shape=(int(first[-1]), len(row)))
-    return _unit_rows(sp.csr_matrix(member @ rows)), _unit_rows(member @ dense), first
-
-
-def _unit_rows(m):
-    """Rows scaled to unit length (zero rows stay zero): sklearn's ``normalize`` without its input
-    checks, which cost more than the arithmetic on a few rows."""
-    if sp.issparse(m):
-        sq = np.add.reduceat(m.data * m.data, m.indptr[:-1]) if m.nnz else np.zeros(m.shape[0])
-        sq[np.diff(m.indptr) == 0] = 0.0
-        norm = np.sqrt(sq)
-        m.data /= np.repeat(np.where(norm > 0, norm, 1.0), np.diff(m.indptr))
-        return m
-    norm = np.linalg.norm(m, axis=1)
-    return m / np.where(norm > 0, norm, 1.0)[:, None]
+    return unit_rows(sp.csr_matrix(member @ rows)), unit_rows(member @ dense), first

@@ -46,11 +46,14 @@ MAX_AGE = dt.timedelta(days=7)
 @functools.cache
 def code_identity() -> str:
     """Hash of the ranking code (this package's source) and the numeric libraries it runs on."""
-    import scipy
-    import sklearn
+    import importlib.metadata
 
+    import scipy
+
+    # scikit-learn's version from its metadata: importing it would cost a second and a half.
+    sklearn_version = importlib.metadata.version("scikit-learn")
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{MODEL_FORMAT}|{np.__version__}|{scipy.__version__}|{sklearn.__version__}".encode())
+    h.update(f"{MODEL_FORMAT}|{np.__version__}|{scipy.__version__}|{sklearn_version}".encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         h.update(path.name.encode())
         h.update(path.read_bytes())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -37,8 +38,9 @@ class Selection:
 
 def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarray, eligible: np.ndarray,
                    sizes: Sequence[int], *, explore: Sequence[bool], min_scores: Sequence[float | None],
-                   now: dt.datetime | None, explain: bool = True) -> list[Selection]:
+                   now: dt.datetime | None, explain: bool = True, timings: dict | None = None) -> list[Selection]:
     """One ``Selection`` per reader: up to ``sizes[u]`` picks from the papers ``eligible[u]`` allows.
+    ``timings``, if given, gains the seconds spent explaining the picks (key ``explain``).
 
     ``scores``: ``score_readers(models, pool)``. ``min_scores[u]``: None = the reader's calibrated
     threshold (0); ``float("-inf")`` = no cut (full ranking). ``now`` seeds the exploration draw."""
@@ -69,10 +71,13 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
                 chosen.append(j)
                 flags.append(True)
         chosen_of.append((chosen, flags))
+    explaining = 0.0
     if explain:
+        t = time.perf_counter()
         # Every picked paper's sentences vectorised at once, whoever it was picked for.
         pool.prepare_views([i for c in chosen_of if c for i in c[0]],
                            with_dense=any(m.coef_dense is not None for m in models))
+        explaining += time.perf_counter() - t
     out: list[Selection] = []
     for u, (m, picked) in enumerate(zip(models, chosen_of)):
         if picked is None:
@@ -81,11 +86,15 @@ def select_readers(models: Sequence[UserModel], pool: PassPool, scores: np.ndarr
         chosen, flags = picked
         s = scores[u]
         if explain:
+            t = time.perf_counter()
             picks = explain_picks(m, pool, chosen, s[chosen], flags)
+            explaining += time.perf_counter() - t
         else:
             picks = [Pick(key=pool.papers[i].key, score=float(s[i]), reason="", explore=fl)
                      for i, fl in zip(chosen, flags)]
         out.append(Selection(picks, None if any(not fl for fl in flags) else NOTHING_TODAY))
+    if timings is not None and explain:
+        timings["explain"] = timings.get("explain", 0.0) + explaining
     return out
 
 

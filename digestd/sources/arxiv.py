@@ -10,12 +10,15 @@ import email.utils
 import logging
 import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterable
 
 from .. import ids
 from ..config import SourceSettings
 from ..errors import ParseError
 from ..models import FetchedPaper, FetchResult
+from ..safety import clean_text
+from .clean import ParseLimits, finish, safe_datetime
 from .http import HttpClient
 from .text import one_line, split_authors, unwrap
 
@@ -32,7 +35,7 @@ _ABSTRACT_RE = re.compile(r"\bAbstract:\s*", re.IGNORECASE)
 
 
 def parse_arxiv_feed(data: bytes, announce_types: Iterable[str] = ("new", "cross"),
-                     source: str = "arxiv") -> list[FetchedPaper]:
+                     source: str = "arxiv", limits: ParseLimits | None = None) -> list[FetchedPaper]:
     """Papers of one rss.arxiv.org list, keeping only ``announce_types``.
 
     An entry without any announce type is kept: nothing says it is a replacement.
@@ -40,14 +43,16 @@ def parse_arxiv_feed(data: bytes, announce_types: Iterable[str] = ("new", "cross
     root = _parse_xml(data, source)
     keep = set(announce_types)
     papers = []
+    dropped: Counter = Counter()
     for entry in _entries(root, source):
         paper = _paper(entry, source)
         if paper is None:
+            dropped["without an arXiv id"] += 1
             continue
         if paper.announce_type is not None and paper.announce_type not in keep:
             continue
         papers.append(paper)
-    return papers
+    return finish(papers, source, limits, dropped)
 
 
 def _parse_xml(data: bytes, source: str) -> ET.Element:
@@ -56,7 +61,10 @@ def _parse_xml(data: bytes, source: str) -> ET.Element:
     try:
         return ET.fromstring(data)
     except ET.ParseError as e:
-        raise ParseError(f"not an arXiv feed: invalid XML ({e})", source=source) from e
+        raise ParseError(f"not an arXiv feed: invalid XML ({clean_text(str(e), 200, one_line=True)})",
+                         source=source) from e
+    except (ValueError, RecursionError) as e:   # expat refusing a document (entity amplification...)
+        raise ParseError(f"not an arXiv feed: {type(e).__name__}", source=source) from e
 
 
 def _entries(root: ET.Element, source: str) -> list[ET.Element]:
@@ -88,7 +96,8 @@ def _paper(entry: ET.Element, source: str) -> FetchedPaper | None:
     parsed = ids.parse_arxiv_id(raw_id) or ids.find_arxiv_id(link) or ids.find_arxiv_id(summary[:200])
     title = one_line(_text(entry, f"{ATOM}title", "title"))
     if parsed is None:
-        log.warning("arXiv entry without an arXiv id skipped: %r", raw_id or title, extra={"source": source})
+        log.debug("arXiv entry without an arXiv id skipped: %r", clean_text(raw_id or title, 200, one_line=True),
+                  extra={"source": source})
         return None
     bare, version = parsed
     return FetchedPaper(
@@ -148,14 +157,14 @@ def _published(entry: ET.Element) -> dt.datetime | None:
     iso = _text(entry, f"{ATOM}published", f"{ATOM}updated")
     if iso:
         try:
-            return dt.datetime.fromisoformat(iso)
+            return safe_datetime(dt.datetime.fromisoformat(iso[:64]))
         except ValueError:
             return None
     rfc = _text(entry, "pubDate")
     if rfc:
         try:
-            return email.utils.parsedate_to_datetime(rfc)
-        except (TypeError, ValueError):
+            return safe_datetime(email.utils.parsedate_to_datetime(rfc[:64]))
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
     return None
 
@@ -175,14 +184,15 @@ def arxiv_url(settings: SourceSettings) -> str:
 
 
 def fetch_arxiv(client: HttpClient, settings: SourceSettings, day: dt.date,
-                etag: str | None = None, last_modified: str | None = None) -> FetchResult:
+                etag: str | None = None, last_modified: str | None = None,
+                limits: ParseLimits | None = None) -> FetchResult:
     """Today's announcements; rss.arxiv.org serves only the latest list, ``day`` labels the result."""
     url = arxiv_url(settings)
     r = client.get(url, etag=etag, last_modified=last_modified, source=settings.name)
     if r.not_modified:
         return FetchResult(settings.name, day, [], not_modified=True, etag=r.etag, last_modified=r.last_modified)
     try:
-        papers = parse_arxiv_feed(r.content, settings.announce_types, source=settings.name)
+        papers = parse_arxiv_feed(r.content, settings.announce_types, source=settings.name, limits=limits)
     except ParseError as e:
         raise ParseError(e.message, source=settings.name, url=r.url) from e
     return FetchResult(settings.name, day, papers, etag=r.etag, last_modified=r.last_modified)

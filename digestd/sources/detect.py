@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from ..errors import ParseError
 from ..models import FetchedPaper
 from .arxiv import parse_arxiv_feed
+from .clean import ParseLimits
 from .feed import parse_feed
 from .hf_daily import parse_hf_daily
 
@@ -27,14 +28,15 @@ def detect_format(data: bytes) -> str:
     raise ParseError(f"unknown list format: starts with {data[:20]!r}, expected JSON or XML")
 
 
-def parse_any(data: bytes, announce_types: Iterable[str] = ("new", "cross"), source: str = "replay") -> list[FetchedPaper]:
+def parse_any(data: bytes, announce_types: Iterable[str] = ("new", "cross"), source: str = "replay",
+              limits: ParseLimits | None = None) -> list[FetchedPaper]:
     """Parse a saved list of any supported format; arXiv lists keep only ``announce_types``."""
     try:
         fmt = detect_format(data)
     except ParseError as e:
         raise ParseError(e.message, source=source) from None
     if fmt == "hf":
-        return parse_hf_daily(data, source=source)
+        return parse_hf_daily(data, source=source, limits=limits)
     if fmt == "arxiv":
-        return parse_arxiv_feed(data, announce_types, source=source)
-    return parse_feed(data, source=source)
+        return parse_arxiv_feed(data, announce_types, source=source, limits=limits)
+    return parse_feed(data, source=source, limits=limits)

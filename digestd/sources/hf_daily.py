@@ -8,11 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections import Counter
+from urllib.parse import quote
 
 from .. import ids
 from ..config import SourceSettings
 from ..errors import ParseError
 from ..models import FetchedPaper, FetchResult
+from ..safety import clean_text, safe_url
+from .clean import ParseLimits, finish, safe_datetime
 from .http import HttpClient
 from .text import one_line, unwrap
 
@@ -24,51 +28,59 @@ DEFAULT_URL = "https://huggingface.co/api/daily_papers"
 _EXTRA_KEYS = ("ai_summary", "ai_keywords", "githubRepo", "githubStars", "projectPage", "submittedOnDailyAt")
 
 
-def parse_hf_daily(data: bytes, source: str = "hf") -> list[FetchedPaper]:
+def parse_hf_daily(data: bytes, source: str = "hf", limits: ParseLimits | None = None) -> list[FetchedPaper]:
     items = _load(data, source)
     papers = []
-    for i, item in enumerate(items):
-        paper = _paper(item, source)
+    dropped: Counter = Counter()
+    for item in items:
+        paper = _paper(item) if isinstance(item, dict) else None
         if paper is None:
-            log.warning("Hugging Face item %d without id or title skipped", i, extra={"source": source})
+            dropped["without an id or title"] += 1
             continue
         papers.append(paper)
-    return papers
+    return finish(papers, source, limits, dropped)
 
 
 def _load(data: bytes, source: str) -> list:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
-        raise ParseError(f"not a Hugging Face papers list: invalid JSON ({e})", source=source) from e
+        raise ParseError(f"not a Hugging Face papers list: invalid JSON ({one_line(str(e))[:200]})", source=source) from e
+    except RecursionError as e:
+        raise ParseError("not a Hugging Face papers list: JSON nested too deeply", source=source) from e
     if isinstance(doc, dict) and "error" in doc:
-        raise ParseError(f"Hugging Face API error: {one_line(str(doc['error']))}", source=source)
+        raise ParseError(f"Hugging Face API error: {clean_text(str(doc['error']), 300, one_line=True)}", source=source)
     if not isinstance(doc, list):
         raise ParseError(f"not a Hugging Face papers list: expected a JSON array, got {type(doc).__name__}",
                          source=source)
-    if any(not isinstance(item, dict) for item in doc):
+    if doc and not any(isinstance(item, dict) for item in doc):
         raise ParseError("not a Hugging Face papers list: array items must be objects", source=source)
     return doc
 
 
-def _paper(item: dict, source: str) -> FetchedPaper | None:
+def _str(value: object) -> str:
+    # A number or a list where text belongs is a broken record: treated as missing, never str()-ed.
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _paper(item: dict) -> FetchedPaper | None:
     # The list API nests the paper; the item's own title/summary are copies, used only as fallbacks.
     p = item["paper"] if isinstance(item.get("paper"), dict) else item
-    hf_id = str(p.get("id") or "").strip()
-    title = one_line(str(p.get("title") or item.get("title") or ""))
-    if not hf_id and not title:
+    hf_id = clean_text(_str(p.get("id")), 200, one_line=True)
+    title = one_line(_str(p.get("title")) or _str(item.get("title")))
+    if not hf_id or not title:
         return None
-    parsed = ids.parse_arxiv_id(hf_id) if hf_id else None
+    parsed = ids.parse_arxiv_id(hf_id)
     bare, version = parsed if parsed else (None, None)
-    hf_url = f"https://huggingface.co/papers/{hf_id}" if hf_id else None
+    hf_url = safe_url(f"https://huggingface.co/papers/{quote(hf_id, safe='./')}")
     extra = {k: p[k] for k in _EXTRA_KEYS if p.get(k) not in (None, "", [])}
     if hf_url:
         extra["hf_url"] = hf_url
     return FetchedPaper(
         key=ids.paper_key(bare, hf_url, title),
         title=title,
-        abstract=unwrap(str(p.get("summary") or item.get("summary") or "")),
-        authors=[one_line(a["name"]) for a in p.get("authors") or [] if isinstance(a, dict) and a.get("name")],
+        abstract=unwrap(_str(p.get("summary")) or _str(item.get("summary"))),
+        authors=_authors(p.get("authors")),
         arxiv_id=bare,
         version=version,
         url=ids.abs_url(bare) if bare else hf_url,
@@ -79,11 +91,22 @@ def _paper(item: dict, source: str) -> FetchedPaper | None:
     )
 
 
+def _authors(value: object) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    names = []
+    for a in value:
+        name = a.get("name") if isinstance(a, dict) else a
+        if isinstance(name, str) and name.strip():
+            names.append(one_line(name))
+    return names
+
+
 def _datetime(value: object) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or len(value) > 64:
         return None
     try:
-        return dt.datetime.fromisoformat(value)
+        return safe_datetime(dt.datetime.fromisoformat(value))
     except ValueError:
         return None
 
@@ -94,7 +117,8 @@ def _int(value: object) -> int | None:
 
 # -- fetching --------------------------------------------------------------------------------------
 
-def fetch_hf_daily(client: HttpClient, settings: SourceSettings, day: dt.date) -> FetchResult:
+def fetch_hf_daily(client: HttpClient, settings: SourceSettings, day: dt.date,
+                   limits: ParseLimits | None = None) -> FetchResult:
     """Every paper submitted to Daily Papers on ``day``: pages of ``limit`` until a short page."""
     url = settings.url or DEFAULT_URL
     seen: dict[str, FetchedPaper] = {}
@@ -102,7 +126,7 @@ def fetch_hf_daily(client: HttpClient, settings: SourceSettings, day: dt.date) -
         params = {"date": day.isoformat(), "limit": settings.limit, "p": page}
         r = client.get(url, params=params, source=settings.name)
         try:
-            batch = parse_hf_daily(r.content, source=settings.name)
+            batch = parse_hf_daily(r.content, source=settings.name, limits=limits)
         except ParseError as e:
             raise ParseError(e.message, source=settings.name, url=r.url) from e
         new = [p for p in batch if p.key not in seen]

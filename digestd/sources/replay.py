@@ -12,6 +12,7 @@ from pathlib import Path
 from ..config import SourceSettings
 from ..errors import FetchError, ParseError
 from ..models import FetchedPaper, FetchResult
+from .clean import ParseLimits
 from .detect import parse_any
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,15 @@ def replay_dir(settings: SourceSettings, base_dir: Path | None = None) -> Path:
     return path
 
 
-def fetch_replay(settings: SourceSettings, day: dt.date, *, base_dir: Path | None = None) -> FetchResult:
-    """The saved list(s) of ``day``; several files for one day are merged, first file wins a key."""
+def fetch_replay(settings: SourceSettings, day: dt.date, *, base_dir: Path | None = None,
+                 limits: ParseLimits | None = None) -> FetchResult:
+    """The saved list(s) of ``day``; several files for one day are merged, first file wins a key.
+    A directory that does not exist is an error, never an empty day."""
     path = replay_dir(settings, base_dir)
+    if not path.exists():
+        raise FetchError(f"replay directory does not exist: {path}", source=settings.name, url=str(path))
     if not path.is_dir():
-        raise FetchError(f"replay directory not found: {path}", source=settings.name, url=str(path))
+        raise FetchError(f"replay path is not a directory: {path}", source=settings.name, url=str(path))
     papers: dict[str, FetchedPaper] = {}
     for f in _files(path).get(day, []):
         try:
@@ -60,7 +65,7 @@ def fetch_replay(settings: SourceSettings, day: dt.date, *, base_dir: Path | Non
         except OSError as e:
             raise FetchError(f"cannot read {f}: {e.strerror or e}", source=settings.name, url=str(f)) from e
         try:
-            parsed = parse_any(data, settings.announce_types, source=settings.name)
+            parsed = parse_any(data, settings.announce_types, source=settings.name, limits=limits)
         except ParseError as e:
             raise ParseError(e.message, source=settings.name, url=str(f)) from e
         for p in parsed:

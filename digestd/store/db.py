@@ -4,6 +4,7 @@ The queries live beside it by subject (papers, readers, digests); nothing outsid
 """
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,14 +32,37 @@ _FEED_STAMP = (
 )
 
 
+# How long a writer waits for SQLite's one write lock before "database is locked". The same value
+# as the driver's own timeout (a PRAGMA set below it once cut that to 10 s): a vote posted while a
+# delivery or a fetch batch writes waits its turn. Writers keep their transactions short, so the
+# wait is short; a lock held longer than this is a stuck writer, and a vote then gets a 503 page
+# with a retry button rather than waiting on.
+SQLITE_BUSY_SECONDS = 30
+
+
 def _enable_sqlite_wal(dbapi_conn, _record) -> None:
     # WAL lets the HTTP server read while a digest job writes; busy_timeout rides out short write locks.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file readable by its owner only, before SQLite opens it: the database holds
+    every reader's address and votes, and SQLite gives its -wal and -shm files the mode of the
+    database file. An existing file keeps the mode its owner chose."""
+    if str(path) in ("", ":memory:"):
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise StoreError(f"cannot create the database file {path}: {e.strerror}") from e
 
 
 class Store(PaperQueries, ReaderQueries, DigestQueries):
@@ -46,8 +70,9 @@ class Store(PaperQueries, ReaderQueries, DigestQueries):
         self.url = url
         try:
             if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-                self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+                _create_private(Path(url.removeprefix("sqlite:///")))
+                self.engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS,
+                                                               "check_same_thread": False})
                 sa.event.listen(self.engine, "connect", _enable_sqlite_wal)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True)

@@ -219,6 +219,21 @@ class DigestQueries:
             s.commit()
         return n
 
+    def live_claims(self, now: dt.datetime) -> list[tuple[int, str]]:
+        """(id, claimed_by) of every digest claimed under a lease that has not run out."""
+        with self.session() as s:
+            q = select(Digest.id, Digest.claimed_by).where(Digest.status == "claimed", Digest.lease_until >= now)
+            return [(i, by or "") for i, by in s.exec(q)]
+
+    def end_leases(self, digest_ids: Sequence[int]) -> None:
+        """Let the claims of a process known to be dead lapse now, so the next claim takes them over
+        without waiting out the lease."""
+        with self.session() as s:
+            for chunk in _chunks(list(digest_ids)):
+                s.execute(sa.update(Digest).where(Digest.id.in_(chunk), Digest.status == "claimed")
+                          .values(lease_until=Digest.claimed_at).execution_options(synchronize_session=False))
+            s.commit()
+
     def release_digests(self, digest_ids: Sequence[int]) -> None:
         """Give claims back (shutdown, or a batch that failed): the next pass may take them at once."""
         with self.session() as s:

@@ -88,6 +88,15 @@ class ReaderQueries:
             row.updated_at = now
             s.commit()
 
+    def set_paused(self, user_id: str, until: dt.date | None, now: dt.datetime) -> None:
+        with self.session() as s:
+            row = s.get(User, user_id)
+            if row is None:
+                raise UserError(f"unknown user {user_id!r}", user=user_id)
+            row.paused_until = until
+            row.updated_at = now
+            s.commit()
+
     def set_feed_token(self, user_id: str, nonce: str, token_hash: str) -> None:
         with self.session() as s:
             row = s.get(User, user_id)
@@ -105,19 +114,23 @@ class ReaderQueries:
 
     # -- feedback --------------------------------------------------------------------------------
     def set_vote(self, user_id: str, paper_key: str, vote: str, via: str, now: dt.datetime) -> None:
-        """Upsert the user's one current vote; every call is kept in the history."""
-        with self.session() as s:
-            current = s.get(Feedback, (user_id, paper_key))
-            if vote == "clear":
-                if current is not None:
-                    s.delete(current)
-            else:
-                if current is None:
-                    s.add(Feedback(user_id=user_id, paper_key=paper_key, vote=VOTE_VALUES[vote], via=via, at=now))
+        """Set the user's one current vote and keep the call in the history, in one short transaction.
+        An upsert, never a read-then-insert: two presses at once (a double click, two devices) both
+        succeed, the last one wins. On SQLite the first statement writes, so the transaction takes
+        the write lock at once (waiting out the busy timeout) instead of failing to upgrade a read."""
+        fb, ev = Feedback.__table__, FeedbackEvent.__table__
+        try:
+            with self.engine.begin() as c:
+                if vote == "clear":
+                    c.execute(sa.delete(fb).where(fb.c.user_id == user_id, fb.c.paper_key == paper_key))
                 else:
-                    current.vote, current.via, current.at = VOTE_VALUES[vote], via, now
-            s.add(FeedbackEvent(user_id=user_id, paper_key=paper_key, vote=vote, via=via, at=now))
-            s.commit()
+                    stmt = dialect_insert(self.engine)(fb).values(
+                        user_id=user_id, paper_key=paper_key, vote=VOTE_VALUES[vote], via=via, at=now)
+                    c.execute(stmt.on_conflict_do_update(index_elements=["user_id", "paper_key"], set_={
+                        "vote": stmt.excluded.vote, "via": stmt.excluded.via, "at": stmt.excluded.at}))
+                c.execute(sa.insert(ev).values(user_id=user_id, paper_key=paper_key, vote=vote, via=via, at=now))
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot record the vote: {e.__class__.__name__}", user=user_id, paper=paper_key) from e
 
     def current_vote(self, user_id: str, paper_key: str) -> int | None:
         with self.session() as s:

@@ -27,6 +27,7 @@ class SchemaState:
     head: str                    # the revision this code needs
     legacy: bool = False         # tables without a version: made before migrations
     known: bool = True           # False: a revision from a newer digestd
+    url: str = ""                # the database, password hidden (for messages)
 
     @property
     def fresh(self) -> bool:

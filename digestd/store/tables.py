@@ -84,6 +84,7 @@ class User(SQLModel, table=True):
     created_at: dt.datetime | None = _utc()
     updated_at: dt.datetime | None = _utc()
     unsubscribed_at: dt.datetime | None = _utc()
+    paused_until: dt.date | None = None   # no mail for days before this one (a holiday); the feed goes on
 
 
 class Feedback(SQLModel, table=True):
