@@ -102,13 +102,15 @@ def test_choosing_embeddings_with_the_extra_is_valid_and_an_unknown_backend_is_n
 
 
 @pytest.mark.skipif(embeddings.installed(), reason="the embeddings extra is installed here")
-def test_check_config_without_the_extra_exits_2_with_one_line(tmp_path):
+def test_check_config_without_the_extra_exits_2_naming_the_key_and_its_line(tmp_path):
     cfg = tmp_path / "digestd.toml"
     cfg.write_text(CONFIG.format(ranking='[ranking]\nbackend = "embeddings"'))
     r = subprocess.run([sys.executable, "-m", "digestd", "--config", str(cfg), "check-config"],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2
-    assert r.stderr.strip() == f"{cfg}: ranking.backend: 'embeddings' needs pip install 'digestd[embeddings]'"
+    assert r.stderr.strip().splitlines() == [
+        f"{cfg}:5: ranking.backend: 'embeddings' needs pip install 'digestd[embeddings]'",
+        f"digestd: 1 problem in {cfg}"]
 
 
 @pytest.mark.skipif(embeddings.installed(), reason="the embeddings extra is installed here")

@@ -275,7 +275,7 @@ def test_a_missing_replay_directory_is_an_error_not_an_empty_day(world, tmp_path
     make, hostile, rec, good = world
     app = make("replay", str(tmp_path / "no-such-dir"), bad_key="path")
     fetched, _ = run(app)
-    assert_only_bad_failed(app, fetched, rec, good, cause="does not exist")
+    assert_only_bad_failed(app, fetched, rec, good, cause="replay directory not found")
 
 
 def test_any_other_exception_of_one_source_is_that_sources_error(world, monkeypatch):

@@ -55,7 +55,7 @@ def fetch_days(app: "App", src: SourceSettings, day: dt.date | None, today: dt.d
 
         path = app.settings.resolve(src.path)
         if not path.is_dir():
-            raise FetchError(f"replay directory does not exist: {path}", source=src.name, url=str(path))
+            raise FetchError(f"replay directory not found: {path}", source=src.name, url=str(path))
         return [d for d in list_days(path) if d <= today]
     if src.type == "hf_daily" and last_success is not None:
         start = max(last_success.date(), today - dt.timedelta(days=HF_CATCH_UP_DAYS - 1))

@@ -55,7 +55,7 @@ def fetch_replay(settings: SourceSettings, day: dt.date, *, base_dir: Path | Non
     A directory that does not exist is an error, never an empty day."""
     path = replay_dir(settings, base_dir)
     if not path.exists():
-        raise FetchError(f"replay directory does not exist: {path}", source=settings.name, url=str(path))
+        raise FetchError(f"replay directory not found: {path}", source=settings.name, url=str(path))
     if not path.is_dir():
         raise FetchError(f"replay path is not a directory: {path}", source=settings.name, url=str(path))
     papers: dict[str, FetchedPaper] = {}
