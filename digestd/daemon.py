@@ -108,8 +108,11 @@ class Daemon:
         if src is None or not src.enabled:
             return
         if not self.is_scheduler:
-            log.debug("fetch left to the scheduler process", extra={"source": name})
-            return
+            # Free (the scheduler just died, or this daemon was never started): take it now.
+            if not self.scheduler_lock.acquire():
+                log.debug("fetch left to the scheduler process", extra={"source": name})
+                return
+            log.info("this process is the scheduler now: it fetches the sources (%s)", self.app.worker_id)
         # The cron job, the catch-up and the sweep may all reach for one source at once; one fetch
         # at a time per source is enough, the others have nothing to add.
         lock = self._fetch_locks.setdefault(name, threading.Lock())
