@@ -35,7 +35,7 @@ def feed_tokens(app: "App", user_ids: Iterable[str]) -> dict[str, str]:
             fresh.append((uid, nonce, hash_token(token)))
         out[uid] = app.signer.feed_token(uid, nonce)
     # Another process may have minted a reader's first token at the same moment: its nonce won.
-    for uid, nonce in app.store.set_feed_tokens(fresh).items():
+    for uid, nonce in app.store.mint_feed_tokens(fresh).items():
         out[uid] = app.signer.feed_token(uid, nonce)
     return out
 

@@ -91,7 +91,7 @@ def test_fetch_errors_recorded_by_two_processes_count_twice_and_a_success_clears
 def test_two_processes_minting_a_readers_first_feed_token_agree_on_one(any_database_url):
     s = open_store(any_database_url)
     s.sync_users([UserSettings(id="alice", email="alice@example.org")], T0)
-    first = s.set_feed_tokens([("alice", "nonce-a", "hash-a")])
-    second = s.set_feed_tokens([("alice", "nonce-b", "hash-b")])
+    first = s.mint_feed_tokens([("alice", "nonce-a", "hash-a")])
+    second = s.mint_feed_tokens([("alice", "nonce-b", "hash-b")])
     assert first == second == {"alice": "nonce-a"}
     assert s.feed_token_owner("hash-a") == ("alice", "hash-a") and s.feed_token_owner("hash-b") is None

@@ -176,7 +176,18 @@ class ReaderQueries:
                 out.update({u.id: u for u in s.exec(select(User).where(User.id.in_(ids[i:i + 500])))})
         return out
 
-    def set_feed_tokens(self, rows: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    def set_feed_tokens(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """(user id, nonce, token hash) for these readers, in one transaction (a new signing key)."""
+        params = [{"b_id": u, "b_nonce": n, "b_hash": h} for u, n, h in rows]
+        if not params:
+            return
+        t = User.__table__
+        with self.session() as s:
+            s.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id"))
+                      .values(feed_nonce=sa.bindparam("b_nonce"), feed_token_hash=sa.bindparam("b_hash")), params)
+            s.commit()
+
+    def mint_feed_tokens(self, rows: Iterable[tuple[str, str, str]]) -> dict[str, str]:
         """(user id, nonce, token hash) for readers who had no feed token yet, in one transaction.
         Only where there is still none: two processes starting together may both mint one, and the
         first write wins. Returns each reader's nonce as stored, whoever wrote it."""
