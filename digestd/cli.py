@@ -216,7 +216,7 @@ def _dispatch(args) -> int:
     from .config import load_config
     from .logs import setup_logging
 
-    settings = load_config(args.config)
+    settings = load_config(args.config, ignore=("digestd.secret_key_file",) if args.command == "rotate-secret-key" else ())
     if args.command == "check-config":
         print(f"{args.config}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
         return EXIT_OK

@@ -383,7 +383,9 @@ def config_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("DIGESTD_CONFIG") or "digestd.toml")
 
 
-def load_config(explicit: str | None = None) -> Settings:
+def load_config(explicit: str | None = None, *, ignore: tuple[str, ...] = ()) -> Settings:
+    """``ignore``: key paths whose run-time problems the command itself repairs
+    (`rotate-secret-key` replaces a key file that is too short)."""
     path = config_path(explicit)
     try:
         text = path.read_text(encoding="utf-8")
@@ -401,7 +403,7 @@ def load_config(explicit: str | None = None) -> Settings:
         if e.lines:   # the TOML parsed; only the schema found problems
             e.problems += runtime_problems(tomllib.loads(text), path.parent.resolve())
         raise
-    problems = runtime_problems(tomllib.loads(text), settings.config_dir)
+    problems = [p for p in runtime_problems(tomllib.loads(text), settings.config_dir) if p[0] not in ignore]
     if problems:
         raise ConfigError("config cannot run", problems, path=str(path), lines=settings._lines)
     return settings

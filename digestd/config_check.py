@@ -177,6 +177,12 @@ def runtime_problems(data: dict, config_dir: Path) -> list[Problem]:
     why = _writable_dir(_resolve(data_dir, config_dir))
     if why:
         problems.append(("digestd.data_dir", why))
+    from .tokens import secret_key_problem
+
+    key_file = text(table(data.get("digestd")), "secret_key_file")
+    why = secret_key_problem(_resolve(key_file, config_dir) if key_file else _resolve(data_dir, config_dir) / "secret.key")
+    if why:
+        problems.append(("digestd.secret_key_file", why))
     if isinstance(data.get("smtp"), dict):
         raw = data["smtp"]
         smtp = SimpleNamespace(username=text(raw, "username"), password_env=text(raw, "password_env"),

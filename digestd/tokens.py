@@ -27,16 +27,22 @@ VIAS = ("email", "feed")
 MIN_SECRET_BYTES = 32
 
 
-def load_or_create_secret(path: Path) -> bytes:
-    """The signing key; created with 256 random bits on first start, readable by the owner only.
+def secret_key_problem(path: Path) -> str | None:
+    """Why the key file at ``path`` cannot be used, or None (a missing one is created on first start)."""
+    try:
+        load_existing_secret(path)
+    except ConfigError as e:
+        return e.message
+    return None
 
-    A key file that exists is never replaced here, whatever it holds: every link in every mail
-    sent so far depends on it. One too short or unreadable is an error naming the file; a new
-    key is only ever written by ``rotate_secret`` (``digestd rotate-secret-key``)."""
+
+def load_existing_secret(path: Path) -> bytes | None:
+    """The key held at ``path``; None when there is no file; a ``ConfigError`` naming the file
+    when it is unreadable or too short."""
     try:
         data = path.read_bytes().strip()
     except FileNotFoundError:
-        return _create_secret(path)
+        return None
     except OSError as e:
         raise ConfigError(f"cannot read the secret key file {path}: {e.strerror or e}") from e
     if len(data) < MIN_SECRET_BYTES:
@@ -44,6 +50,16 @@ def load_or_create_secret(path: Path) -> bytes:
                           "put a longer key there, or write a new one with `digestd rotate-secret-key` "
                           "(that invalidates every link sent so far)")
     return data
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The signing key; created with 256 random bits on first start, readable by the owner only.
+
+    A key file that exists is never replaced here, whatever it holds: every link in every mail
+    sent so far depends on it. One too short or unreadable is an error naming the file; a new
+    key is only ever written by ``rotate_secret`` (``digestd rotate-secret-key``)."""
+    data = load_existing_secret(path)
+    return _create_secret(path) if data is None else data
 
 
 def _new_key() -> bytes:

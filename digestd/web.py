@@ -74,9 +74,10 @@ def _bad_link(message: str) -> HTMLResponse:
     return _page("error.html", 400, title="This link does not work", message=message)
 
 
-def _unavailable(message: str, retry_method: str, retry_fields: list[tuple[str, str]]) -> HTMLResponse:
+def _unavailable(message: str, retry_method: str, retry_fields: list[tuple[str, str]],
+                 retry_action: str | None = None) -> HTMLResponse:
     page = _page("unavailable.html", 503, title="Please try again", message=message, retry_method=retry_method,
-                 retry_fields=retry_fields)
+                 retry_fields=retry_fields, retry_action=retry_action)
     page.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return page
 
@@ -435,9 +436,15 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
     # is a 503 with Retry-After and a button that tries again, never a 500 with a traceback.
     async def store_unavailable(request: Request, exc: Exception) -> Response:
         _log_store_error(request, exc)
-        fields = [] if request.method == "POST" else list(request.query_params.multi_items())
-        return _unavailable("digestd cannot reach its database just now. Nothing you did is lost; try again in a moment.",
-                            "get", fields)
+        if request.method != "POST":
+            return _unavailable("digestd cannot reach its database just now. Nothing is lost; try again in a moment.",
+                                "get", list(request.query_params.multi_items()))
+        # The form is gone with the request: the retry goes back to the page it was sent from
+        # (a POST-only action's page is its parent: /profile/T/vote -> /profile/T).
+        path = request.url.path
+        page = path.rsplit("/", 1)[0] if path.startswith("/profile/") and path.count("/") > 2 else path
+        return _unavailable("Your change could not be saved just now. Go back to the page and press the button "
+                            "again in a moment.", "get", [], request.scope.get("root_path", "") + page)
 
     web = Starlette(routes=routes, exception_handlers={StoreError: store_unavailable,
                                                        SQLAlchemyError: store_unavailable})

@@ -275,6 +275,9 @@ def test_digestd_run_delivers_once_on_schedule_and_never_again_that_day(tmp_path
         field = re.search(r'name="press" value="([^"]+)"', page.text).group(1)
         assert http.post(up.removeprefix(base), data={"vote": "up", "press": field}).status_code == 303
         assert [(f["vote"], f["via"]) for f in export()["feedback"]] == [("up", "email")]
+        # Neither the feed token nor the link token reached the process's output (stdout is the journal).
+        assert feed_url.split("/feeds/")[1].removesuffix(".atom") not in first.log()
+        assert up.split("/f/")[1] not in first.log()
 
         # SIGHUP: a user added to the config is live at once, and owed today's digest already.
         cfg.write_text(cfg.read_text() + user_block("ben", tz="America/New_York", send_at="00:00"))

@@ -305,3 +305,44 @@ def test_a_feed_urls_credentials_never_show_in_healthz_status_or_the_log(world, 
     assert_only_bad_failed(app, fetched, rec, good, cause="HTTP 500")
     shown = json.dumps([health(app, None)[1], accounts.status(app)]) + caplog.text
     assert "hunter2" not in shown and "SEKRIT" not in shown and "REDACTED" in shown
+
+
+def test_status_and_the_log_of_a_real_process_show_no_escape_codes_and_no_secrets(tmp_path):
+    from test_pipeline import cli
+
+    with serve() as hostile:
+        hostile.body("/api/daily_papers", json.dumps({"error": "\x1b[31mboom\x1b]0;owned\x07 \x1b[2J"}).encode())
+        url = hostile.url("/api/daily_papers").replace("http://", "http://bob:hunter2@") + "?apikey=SEKRIT"
+        cfg = tmp_path / "digestd.toml"
+        cfg.write_text(f'[digestd]\ndata_dir = "{tmp_path}/var"\n\n[[sources]]\nname = "hf"\ntype = "hf_daily"\n'
+                       f'url = "{url}"\n')
+        fetched = cli(cfg, "fetch", check=False)
+        status = cli(cfg, "status", check=False)
+        as_json = cli(cfg, "status", "--json", check=False)
+    out = fetched.stdout + fetched.stderr + status.stdout + status.stderr + as_json.stdout
+    assert status.returncode != 0 and "boom" in status.stdout and "ERROR x1" in status.stdout
+    assert "\x1b" not in out and "\x07" not in out
+    assert "hunter2" not in out and "SEKRIT" not in out
+
+
+def test_run_once_in_a_real_process_cuts_a_dripping_server_off_and_still_mails_the_reader(tmp_path, smtp):
+    import time
+
+    from test_pipeline import cli
+
+    rec, port = smtp
+    write_hf_list(tmp_path / "good", DAY, real_papers(DAY, 5))
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    write_hf_list(tmp_path / "good", today, real_papers(DAY, 5, skip=5))
+    with serve() as hostile:
+        url = hostile.drip("/slow.rss", every=1.0)
+        cfg = tmp_path / "digestd.toml"
+        cfg.write_text(CONFIG.format(tmp=tmp_path, db=f"sqlite:///{tmp_path}/var/digestd.db", port=port,
+                                     bad_type="feed", bad_key="url", bad_url=url)
+                       .replace('send_at = "07:30"', 'send_at = "00:00"'))
+        started = time.monotonic()
+        r = cli(cfg, "run", "--once", check=False)
+        took = time.monotonic() - started
+    assert took < 60, took
+    assert re.search(r"ERROR digestd.fetch: fetch failed .*deadline.* source=bad", r.stderr), r.stderr
+    assert len(rec.messages) == 1

@@ -79,10 +79,21 @@ def test_a_short_secret_key_file_is_an_error_naming_it_and_is_left_as_it_was(tmp
     (tmp_path / "lists").mkdir()
     cfg = tmp_path / "digestd.toml"
     cfg.write_text(config_text(extra='secret_key_file = "my.key"', users=user_block("alice")))
-    assert cli.main(["--config", str(cfg), "status"]) == 2
-    err = capsys.readouterr().err
-    assert str(key) in err and len(err.strip().splitlines()) == 1
+    for command in ("status", "check-config"):
+        assert cli.main(["--config", str(cfg), command]) == 2
+        err = capsys.readouterr().err
+        assert re.search(r"digestd\.secret_key_file: the secret key file " + re.escape(str(key)) + " holds 9 bytes", err), err
     assert key.read_bytes() == b"too-short\n"
+
+
+def test_check_config_lists_a_bad_key_file_beside_the_other_problems(tmp_path, capsys):
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "secret.key").mkdir()     # unreadable as a file
+    cfg = tmp_path / "digestd.toml"
+    cfg.write_text(config_text(users=user_block("alice")))   # and its replay directory "lists" is missing
+    assert cli.main(["--config", str(cfg), "check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "digestd.secret_key_file: cannot read the secret key file" in err and "sources[0].path" in err
 
 
 def test_an_unreadable_secret_key_file_is_an_error_naming_it(tmp_path):
@@ -167,6 +178,11 @@ def test_when_the_store_fails_every_page_is_a_503_with_a_retry_and_no_token_is_l
         pages = {"feed": client.get(feed), "profile": client.get(profile), "vote page": client.get(vote),
                  "done page": client.get(vote + "/done?vote=up"), "unsubscribe": client.get(unsub)}
         press = client.post(vote, data={"vote": "up", "press": app.signer.press_token(tokens[2])})
+        posts = {profile: client.post(profile + "/vote", data={"paper": PAPER, "vote": "up"}),
+                 unsub: client.post(unsub, data={"List-Unsubscribe": "One-Click"})}
+    for page, r in posts.items():                 # the form is gone: the retry leads back to its page
+        assert r.status_code == 503 and r.headers["retry-after"].isdigit(), (page, r.status_code)
+        assert re.search(r'<form method="get" id="retry" action="' + re.escape(page) + '">', r.text), page
     for name, r in [*pages.items(), ("press", press)]:
         assert r.status_code == 503, (name, r.status_code, r.text[:300])
         assert r.headers["retry-after"].isdigit() and 'id="retry"' in r.text, name
@@ -177,4 +193,6 @@ def test_when_the_store_fails_every_page_is_a_503_with_a_retry_and_no_token_is_l
     assert not [t for t in tokens if t in logged]
     assert not any(t in r.text for t in tokens for r in pages.values() if r is not pages["vote page"])
     app.store.engine = healthy
+    with TestClient(create_app(app)) as client:   # the database is back: the retries lead somewhere
+        assert [client.get(page).status_code for page in posts] == [200, 200]
     app.close()

@@ -76,3 +76,20 @@ def test_it_fetches_a_feed_and_reports_304_as_not_modified():
     again = fetch_source(settings, dt.date(2025, 9, 8), client, last_modified=first.last_modified)
     assert len(first.papers) == 3 and first.last_modified == "Mon, 08 Sep 2025 03:00:00 GMT"
     assert again.not_modified and again.papers == []
+
+
+@pytest.mark.parametrize("cut", [60, 120, 171, -12, -7])
+def test_a_truncated_feed_is_a_parse_error_not_a_shorter_list(cut):
+    whole = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>b</title>'
+             b'<item><title>One</title><link>https://e.org/1</link><description>Full.</description></item>'
+             b'<item><title>Two</title><link>https://e.org/2</link><description>Cut here</description></item>'
+             b'</channel></rss>')
+    assert len(parse_feed(whole)) == 2
+    with pytest.raises(ParseError, match="truncated|malformed|not an RSS"):
+        parse_feed(whole[:cut], source="blog")
+
+
+def test_a_complete_feed_with_an_html_entity_and_a_trailing_comment_is_read_leniently():
+    doc = (b'<rss version="2.0"><channel><item><title>A&nbsp;b</title><link>https://e.org/a</link></item>'
+           b'</channel></rss>\n<!-- cached -->\n')
+    assert [p.title for p in parse_feed(doc)] == ["A b"]

@@ -86,3 +86,17 @@ def test_it_stops_when_the_api_ignores_the_page_parameter():
     settings = SourceSettings(name="hf", type="hf_daily", limit=2, max_pages=10)
     result = fetch_source(settings, DAY, HttpClient(httpx.MockTransport(handler)))
     assert asked == ["0", "1"] and len(result.papers) == 2
+
+
+def test_a_full_page_with_a_skipped_record_still_pages_on():
+    broken_first = json.dumps([{"paper": {"id": "paging-test-x", "title": 7}}] + json.loads(_page(0, 2))).encode()
+    pages = {"0": broken_first, "1": _page(2, 1)}
+    asked = []
+
+    def handler(request):
+        asked.append(request.url.params["p"])
+        return httpx.Response(200, content=pages[request.url.params["p"]])
+
+    settings = SourceSettings(name="hf", type="hf_daily", limit=3)
+    result = fetch_source(settings, DAY, HttpClient(httpx.MockTransport(handler)))
+    assert asked == ["0", "1"] and len(result.papers) == 3

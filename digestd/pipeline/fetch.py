@@ -174,7 +174,13 @@ def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None) -
         # A source named on the command line is fetched now, backoff or not: the user asked.
         outcomes.extend(fetch_source(app, src, day, force=only is not None))
     # Seed papers count for cold start only once we have their text.
-    complete_papers(app, [k for u in app.settings.users for k in u.seed_papers])
+    try:
+        complete_papers(app, [k for u in app.settings.users for k in u.seed_papers])
+    except Exception as e:  # noqa: BLE001 - a lookup of seed papers never stops the run either
+        from ..safety import shown
+
+        log.error("could not complete seed papers: %s", shown(f"{type(e).__name__}: {e}", 300),
+                  extra={"source": "arxiv-api"})
     return outcomes
 
 

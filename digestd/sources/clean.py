@@ -70,7 +70,7 @@ def _clean(p: FetchedPaper, limits: ParseLimits) -> tuple[FetchedPaper | None, s
     if not title:
         return None, "without a title"
     arxiv_id = p.arxiv_id if isinstance(p.arxiv_id, str) and ids.is_arxiv_key(p.arxiv_id) else None
-    url = safe_url(p.url)
+    url = safe_url(p.url) or (ids.abs_url(arxiv_id) if arxiv_id else None)
     key = p.key if isinstance(p.key, str) else ""
     if not key or len(key) > ids.MAX_KEY_CHARS or key != clean_text(key, one_line=True):
         # A key made of a hostile link: rebuild it from what survived the checks.
@@ -84,7 +84,7 @@ def _clean(p: FetchedPaper, limits: ParseLimits) -> tuple[FetchedPaper | None, s
         arxiv_id=arxiv_id,
         version=_int(p.version, 1, 100_000),
         url=url,
-        pdf_url=safe_url(p.pdf_url),
+        pdf_url=safe_url(p.pdf_url) or (ids.pdf_url(arxiv_id) if arxiv_id else None),
         categories=_names(p.categories, limits.max_field_chars, MAX_CATEGORIES),
         published=safe_datetime(p.published),
         announce_type=clean_text(p.announce_type, MAX_ANNOUNCE_TYPE, one_line=True).lower() or None,

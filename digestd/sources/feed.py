@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 # A complete feed ends with the close of its root element; a cut-off download does not.
-_CLOSED = re.compile(rb"</(?:[\w.\-]+:)?(?:rss|feed|RDF)\s*>[\s\x00]*$", re.IGNORECASE)
+_CLOSED = re.compile(rb"</(?:[\w.\-]+:)?(?:rss|feed|RDF)\s*>(?:[\s\x00]|<!--.*?-->|<\?.*?\?>)*$",
+                     re.IGNORECASE | re.DOTALL)
 
 
 def parse_feed(data: bytes, source: str = "feed", limits: ParseLimits | None = None) -> list[FetchedPaper]:

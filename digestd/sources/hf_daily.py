@@ -29,6 +29,11 @@ _EXTRA_KEYS = ("ai_summary", "ai_keywords", "githubRepo", "githubStars", "projec
 
 
 def parse_hf_daily(data: bytes, source: str = "hf", limits: ParseLimits | None = None) -> list[FetchedPaper]:
+    return _parse_page(data, source, limits)[0]
+
+
+def _parse_page(data: bytes, source: str, limits: ParseLimits | None) -> tuple[list[FetchedPaper], int]:
+    """The papers of one answer, and how many items it had (skipped ones included: paging counts them)."""
     items = _load(data, source)
     papers = []
     dropped: Counter = Counter()
@@ -38,7 +43,7 @@ def parse_hf_daily(data: bytes, source: str = "hf", limits: ParseLimits | None =
             dropped["without an id or title"] += 1
             continue
         papers.append(paper)
-    return finish(papers, source, limits, dropped)
+    return finish(papers, source, limits, dropped), len(items)
 
 
 def _load(data: bytes, source: str) -> list:
@@ -126,14 +131,14 @@ def fetch_hf_daily(client: HttpClient, settings: SourceSettings, day: dt.date,
         params = {"date": day.isoformat(), "limit": settings.limit, "p": page}
         r = client.get(url, params=params, source=settings.name)
         try:
-            batch = parse_hf_daily(r.content, source=settings.name, limits=limits)
+            batch, items = _parse_page(r.content, settings.name, limits)
         except ParseError as e:
             raise ParseError(e.message, source=settings.name, url=r.url) from e
         new = [p for p in batch if p.key not in seen]
         for p in new:
             seen[p.key] = p
         # A short page is the last; a page with nothing new means the API ignores `p`: stop, don't loop.
-        if len(batch) < settings.limit or not new:
+        if items < settings.limit or not new:
             break
     else:
         log.warning("stopped after max_pages=%d pages; the list may be longer", settings.max_pages,
