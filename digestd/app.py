@@ -32,6 +32,9 @@ class App:
     timings: dict = field(default_factory=dict)
     # The embeddings backend's model (rank.embeddings.TextEncoder); tests inject a fake.
     embedder_factory: Callable[[], object] | None = None
+    # A configuration problem a daemon pass ran into (say, the SMTP password file went away):
+    # /healthz is not ok until a delivery pass gets past it.
+    config_problem: str | None = None
 
     def embedder(self):
         if self.embedder_factory is None:

@@ -15,6 +15,7 @@ import sys
 from .errors import ConfigError, DigestdError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def _date(s: str) -> dt.date:
@@ -27,7 +28,18 @@ def _date(s: str) -> dt.date:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="digestd", description="A personal daily digest of new research papers.")
     p.add_argument("--config", metavar="FILE", help="config file (default: $DIGESTD_CONFIG, then ./digestd.toml)")
+    p.add_argument("--version", action="version", version=f"digestd {_version()}")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log at the config's log_level (-vv: DEBUG); without it a command logs warnings only")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    it = sub.add_parser("init", help="write a commented starter config (asks in a terminal)")
+    it.add_argument("--force", action="store_true", help="replace an existing file")
+    it.add_argument("--email", default="", help="where your digest goes")
+    it.add_argument("--name", default="", help="your name, for the greeting")
+    it.add_argument("--interests", default="", help="comma-separated topics, e.g. \"dense retrieval, RLHF\"")
+    it.add_argument("--categories", default="", help="comma-separated arXiv categories (default cs.LG,cs.CL)")
+    it.add_argument("--out", metavar="FILE", help="where to write it (default: --config, $DIGESTD_CONFIG, ./digestd.toml)")
 
     sub.add_parser("check-config", help="report every problem in the config with its key path; exit 2 when invalid")
 
@@ -93,6 +105,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("digestd")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def _init(args) -> int:
+    from pathlib import Path
+
+    from .config import config_path, parse_config
+    from .onboarding import Answers, ask, check, split_list, starter_config, write
+
+    out = Path(args.out) if args.out else config_path(args.config)
+    answers = Answers(email=args.email, name=args.name, interests=split_list(args.interests),
+                      categories=split_list(args.categories))
+    if out.exists() and not args.force:
+        write(out, "", force=False)               # the one clear error, before any question
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        answers = ask(answers, input)
+    text = starter_config(check(answers))
+    parse_config(text, config_dir=out.parent.resolve())   # never write a config check-config would refuse
+    write(out, text, force=args.force)
+    print(f"wrote {out}; next: digestd --config {out} check-config, then digestd --config {out} run")
+    return EXIT_OK
+
+
 def _write(text: str | bytes, out: str | None) -> None:
     if out:
         mode = "wb" if isinstance(text, bytes) else "w"
@@ -151,10 +192,15 @@ def run_summary(fetched, delivered) -> tuple[str, bool]:
     sent = sum(d.status == "sent" for d in delivered)
     pending = sum(d.status in ("retry", "in-progress") for d in delivered)
     bad = sum(d.status == "failed" for d in delivered)
-    other = len(delivered) - sent - pending - bad
+    other: dict[str, int] = {}
+    for d in delivered:
+        if d.status not in ("sent", "retry", "in-progress", "failed"):
+            word = _STATE_WORDS.get(d.status, d.status)
+            other[word] = other.get(word, 0) + 1
     line = (f"summary: sources {ok_sources} ok, {len(set(failed))} failed"
             + (f" ({', '.join(dict.fromkeys(failed))})" if failed else "")
-            + f"; digests {sent} sent, {pending} pending, {bad} failed" + (f", {other} other" if other else ""))
+            + f"; digests {sent} sent, {pending} pending, {bad} failed"
+            + "".join(f", {n} {word}" for word, n in other.items()))
     return line, not failed and not pending and not bad
 
 
@@ -206,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command == "init":
+        return _init(args)
     if args.command == "eval":
         from .evaluate import run as run_eval
 
@@ -218,9 +266,19 @@ def _dispatch(args) -> int:
 
     settings = load_config(args.config, ignore=("digestd.secret_key_file",) if args.command == "rotate-secret-key" else ())
     if args.command == "check-config":
-        print(f"{args.config}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
+        from .config import config_path
+
+        print(f"{config_path(args.config)}: ok ({len(settings.sources)} sources, {len(settings.users)} users)")
         return EXIT_OK
-    setup_logging(settings.digestd.log_level)
+    daemon = args.command == "run" and not args.once
+    # A command's own output says what happened; its log lines are for when something goes wrong.
+    if daemon or args.verbose == 1:
+        level = settings.digestd.log_level
+    elif args.verbose:
+        level = "DEBUG"
+    else:
+        level = max("WARNING", settings.digestd.log_level, key=_LEVELS.index)
+    setup_logging(level)
 
     from .app import build_app
 
@@ -273,18 +331,24 @@ def _command(app, args) -> int:
 
     cmd = args.command
     if cmd == "fetch":
-        outcomes = pipeline.fetch_all(app, only=args.source, day=args.date)
-        failed = 0
-        for o in outcomes:
-            if o.error:
-                failed += 1
-                print(f"{o.source}: ERROR {o.error}", file=sys.stderr)
-            elif o.skipped:
-                print(f"{o.source}: skipped ({o.skipped})")
-            else:
-                print(f"{o.source} {o.day}: {o.papers} papers, {o.new_papers} new"
-                      + (" (not modified)" if o.not_modified else ""))
-        return EXIT_ERROR if failed else EXIT_OK
+        from .progress import steps
+
+        def report(done) -> None:
+            for o in done:
+                if o.error:
+                    print(f"{o.source}: ERROR {o.error}", file=sys.stderr)
+                elif o.skipped:
+                    progress.say(f"{o.source}: skipped ({o.skipped})")
+                else:
+                    progress.say(f"{o.source} {o.day}: {o.papers} papers, {o.new_papers} new"
+                                 + (" (not modified)" if o.not_modified else ""))
+            progress.advance()
+
+        total = 1 if args.source else sum(s.enabled for s in app.settings.sources)
+        with steps(total, "fetching lists") as progress:
+            outcomes = pipeline.fetch_all(app, only=args.source, day=args.date, on_source=report)
+        # Any failed source fails the command: a cron job must notice a list that stopped coming.
+        return EXIT_ERROR if any(o.error for o in outcomes) else EXIT_OK
     if cmd == "run":
         fetched, delivered = pipeline.run_once(app)
         for o in fetched:

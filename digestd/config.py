@@ -323,40 +323,8 @@ class Settings(_Strict):
         return user.sources or [s.name for s in self.sources]
 
 
-def _loc_to_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _problems_from(err: ValidationError) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
-        path = _loc_to_path(loc)
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            from .config_check import did_you_mean
-
-            msg = f"unknown key; {did_you_mean(path)}"
-        elif e["type"] == "missing":
-            msg = f"required key is missing; fix: add {path.rpartition('.')[2]} = ..."
-        # A cross-check error carries several "path: message" lines of its own.
-        for line in msg.split("\n"):
-            sub, sep, rest = line.partition(": ")
-            if sep and re.fullmatch(r"[\w\[\].]+", sub) and not path:
-                problems.append((sub, rest))
-            else:
-                problems.append((path, line))
-    return problems
-
-
 def parse_config(text: str, *, config_dir: Path | None = None, path: str | None = None) -> Settings:
-    from .config_check import cross_checks, key_lines
+    from .config_check import cross_checks, key_lines, problems_from
 
     try:
         data = tomllib.loads(text)
@@ -367,8 +335,9 @@ def parse_config(text: str, *, config_dir: Path | None = None, path: str | None 
     except ValidationError as e:
         # The schema's cross-checks wait for every field to be valid; these do not.
         crossed = cross_checks(data)
-        problems = [p for p in _problems_from(e) if not p[1].startswith(("duplicate ", "no source named "))]
-        raise ConfigError("invalid config", problems + crossed, path=path, lines=key_lines(text)) from e
+        problems = [p for p in problems_from(e) if not p[1].startswith(("duplicate ", "no source named "))]
+        problems = list(dict.fromkeys(problems + crossed))
+        raise ConfigError("invalid config", problems, path=path, lines=key_lines(text)) from e
     settings.config_dir = (config_dir or Path.cwd()).resolve()
     if settings.smtp is not None:
         # Like every path in the file, relative to the config file (not to where digestd was started).

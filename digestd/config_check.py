@@ -77,6 +77,37 @@ def did_you_mean(path: str) -> str:
     return "remove it; known keys here: " + ", ".join(known)
 
 
+# -- the schema's problems, as (key path, message) with a fix ---------------------------------------
+def _loc_to_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def problems_from(err) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
+        path = _loc_to_path(loc)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key; {did_you_mean(path)}"
+        elif e["type"] == "missing":
+            msg = f"required key is missing; fix: add {path.rpartition('.')[2]} = ..."
+        # A cross-check error carries several "path: message" lines of its own.
+        for line in msg.split("\n"):
+            sub, sep, rest = line.partition(": ")
+            if sep and re.fullmatch(r"[\w\[\].]+", sub) and not path:
+                problems.append((sub, rest))
+            else:
+                problems.append((path, line))
+    return problems
+
+
 # -- checks on the raw TOML, so they run even when the schema finds other problems --------------
 def cross_checks(data: dict) -> list[Problem]:
     """Duplicate names and references to unknown sources, from the raw data: the schema's own
@@ -88,12 +119,20 @@ def cross_checks(data: dict) -> list[Problem]:
     for i, n in enumerate(names):
         if isinstance(n, str) and names.index(n) != i:
             problems.append((f"sources[{i}].name", f"duplicate source name {n!r}"))
-    ids = [u.get("id") if isinstance(u, dict) else None for u in users]
+    for i, src in enumerate(sources):
+        # The schema checks these only once every other field of the source is valid.
+        if isinstance(src, dict):
+            for kind, key, msg in (("arxiv", "categories", 'type arxiv needs categories, e.g. ["cs.LG"]'),
+                                   ("feed", "url", "type feed needs url"), ("replay", "path", "type replay needs path")):
+                if src.get("type") == kind and not src.get(key):
+                    problems.append((f"sources[{i}]", msg))
+    first: dict[str, int] = {}          # id -> its first index: one pass, even for 100,000 readers
     for i, u in enumerate(users):
         if not isinstance(u, dict):
             continue
-        if isinstance(ids[i], str) and ids.index(ids[i]) != i:
-            problems.append((f"users[{i}].id", f"duplicate user id {ids[i]!r}"))
+        uid = u.get("id")
+        if isinstance(uid, str) and first.setdefault(uid, i) != i:
+            problems.append((f"users[{i}].id", f"duplicate user id {uid!r}"))
         refs = u.get("sources")
         for j, s in enumerate(refs if isinstance(refs, list) else []):
             if s not in names:

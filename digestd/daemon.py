@@ -75,6 +75,9 @@ class Daemon:
             return
         try:
             fn()
+        except ConfigError as e:  # the operator's to fix, not a bug: one line, and /healthz says so
+            self.app.config_problem = str(e).splitlines()[0]
+            log.error("%s stopped, the config needs fixing (digests stay pending): %s", what, e, extra=ids)
         except Exception as e:  # one failing job must never take the scheduler down
             log.exception("%s failed: %s", what, e, extra=ids)
 
@@ -186,6 +189,7 @@ class Daemon:
 
     def _deliver_all(self) -> list[pipeline.DeliveryOutcome]:
         outcomes = pipeline.deliver_pending(self.app, should_stop=self.stopping.is_set)
+        self.app.config_problem = None
         for o in outcomes:
             _log_outcome(o)
         return outcomes

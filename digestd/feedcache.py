@@ -101,3 +101,23 @@ class FeedCache:
     @property
     def cached_bytes(self) -> int:
         return self._bytes
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding value allows gzip (RFC 9110 12.5.3): named, or covered by "*", with q > 0."""
+    allowed: dict[str, bool] = {}
+    for part in accept_encoding.lower().split(","):
+        name, _, params = part.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        allowed[name.strip()] = q > 0
+    for name in ("gzip", "x-gzip", "*"):
+        if name in allowed:
+            return allowed[name]
+    return False

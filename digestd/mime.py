@@ -7,7 +7,6 @@ Subject, which take the stdlib's RFC 2047 encoding when they need it.
 from __future__ import annotations
 
 import binascii
-import datetime as dt
 import email.policy
 import functools
 import secrets
@@ -71,3 +70,34 @@ def _from_header(from_addr: str) -> bytes:
 
 
 
+
+
+def assemble(text: str, html: str, *, from_addr: str, to: str, subject: str, date: str, message_id: str,
+             list_id: str, unsubscribe_url: str = "") -> bytes:
+    """``multipart/alternative`` bytes, text first, HTML last (clients prefer the last part they
+    can show), UTF-8 in quoted-printable, CRLF line ends. ``date`` is already RFC 5322."""
+    text_part, html_part = _qp_body(text), _qp_body(html)
+    boundary = _boundary(text_part, html_part)
+    headers = [
+        _from_header(from_addr),
+        _address_header("To", to),
+        _text_header("Subject", subject),
+        _ascii_header("Date", date),
+        _ascii_header("Message-ID", message_id if message_id.startswith("<") else f"<{message_id}>"),
+        _ascii_header("List-Id", list_id if "<" in list_id else f"<{list_id}>"),
+    ]
+    if unsubscribe_url:
+        headers.append(_ascii_header("List-Unsubscribe", f"<{unsubscribe_url}>"))
+        # RFC 8058: mail providers POST this body to the URL above; no confirmation page in between.
+        headers.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    # RFC 3834: keeps vacation auto-replies from answering every morning's digest.
+    headers.append(b"Auto-Submitted: auto-generated\r\n")
+    headers.append(b"MIME-Version: 1.0\r\n")
+    headers.append(b'Content-Type: multipart/alternative;\r\n boundary="' + boundary + b'"\r\n')
+    # RFC 2046 5.1.1: the CRLF before a delimiter belongs to the delimiter, not to the part.
+    return b"".join((
+        *headers, b"\r\n",
+        b"--", boundary, b"\r\n", _PART_HEADERS % b"plain", text_part,
+        b"\r\n--", boundary, b"\r\n", _PART_HEADERS % b"html", html_part,
+        b"\r\n--", boundary, b"--\r\n",
+    ))

@@ -21,7 +21,7 @@ from email.message import EmailMessage
 import css_inline
 import jinja2
 
-from .mime import _PART_HEADERS, _address_header, _ascii_header, _boundary, _from_header, _qp_body, _text_header
+from .mime import assemble
 from .models import Digest, DigestPaper
 from .templates_dir import templates_dir
 
@@ -217,9 +217,9 @@ def _header(d: Digest) -> dict:
     lists = _list_names(d.lists)
     if not n:
         line = empty_day_line(d)
-        detail = _one_line(d.note)
-        return {"headline": line[0].upper() + line[1:] + ".",
-                "detail": detail if detail and detail.rstrip(".").lower() != line else "", "thin": ""}
+        # The same words as the subject; a note's own detail ("212 papers, none close ...") after them.
+        _head, sep, detail = _one_line(d.note).partition(": ")
+        return {"headline": line[0].upper() + line[1:] + ".", "detail": detail if sep else "", "thin": ""}
     papers = "paper" if n == 1 else "papers"
     if d.new_papers:
         headline = f"{n} {papers} picked for you from {d.new_papers} new on {lists}." if lists else \
@@ -281,32 +281,9 @@ def render_message(d: Digest, *, from_addr: str, message_id: str, date: dt.datet
     take the stdlib's RFC 2047 encoding when they need it.
     """
     context = _context(d)          # once for subject, text and HTML
-    text = _qp_body(render_text(d, context))
-    html = _qp_body(render_html(d, context))
-    boundary = _boundary(text, html)
-    headers = [
-        _from_header(from_addr),
-        _address_header("To", d.user_email),
-        _text_header("Subject", context["subject"]),
-        _ascii_header("Date", email.utils.format_datetime(_aware(date))),
-        _ascii_header("Message-ID", message_id if message_id.startswith("<") else f"<{message_id}>"),
-        _ascii_header("List-Id", list_id if "<" in list_id else f"<{list_id}>"),
-    ]
-    if d.unsubscribe_url:
-        headers.append(_ascii_header("List-Unsubscribe", f"<{d.unsubscribe_url}>"))
-        # RFC 8058: mail providers POST this body to the URL above; no confirmation page in between.
-        headers.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
-    # RFC 3834: keeps vacation auto-replies from answering every morning's digest.
-    headers.append(b"Auto-Submitted: auto-generated\r\n")
-    headers.append(b"MIME-Version: 1.0\r\n")
-    headers.append(b'Content-Type: multipart/alternative;\r\n boundary="' + boundary + b'"\r\n')
-    # RFC 2046 5.1.1: the CRLF before a delimiter belongs to the delimiter, not to the part.
-    return b"".join((
-        *headers, b"\r\n",
-        b"--", boundary, b"\r\n", _PART_HEADERS % b"plain", text,
-        b"\r\n--", boundary, b"\r\n", _PART_HEADERS % b"html", html,
-        b"\r\n--", boundary, b"--\r\n",
-    ))
+    return assemble(render_text(d, context), render_html(d, context), from_addr=from_addr, to=d.user_email,
+                    subject=context["subject"], date=email.utils.format_datetime(_aware(date)),
+                    message_id=message_id, list_id=list_id, unsubscribe_url=d.unsubscribe_url)
 
 
 def build_message(d: Digest, *, from_addr: str, message_id: str, date: dt.datetime, list_id: str) -> EmailMessage:

@@ -25,7 +25,8 @@ from starlette.routing import Route
 
 from . import accounts, feeds, links, pages
 from .errors import DigestdError, PaperNotFound, StoreError, TokenError, UserError
-from .feedcache import FeedCache, FeedVersion
+from .feedcache import FeedCache, FeedVersion, accepts_gzip  # noqa: F401  (accepts_gzip: re-exported)
+from .health import health  # noqa: F401  (re-exported: /healthz and its tests)
 from .httpdate import format_http_date, parse_http_date
 from .logs import get_logger
 from .mathtext import readable
@@ -108,26 +109,6 @@ def _not_modified(request: Request, etag: str, last_modified: dt.datetime) -> bo
     return False
 
 
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether an Accept-Encoding value allows gzip (RFC 9110 12.5.3): named, or covered by "*", with q > 0."""
-    allowed: dict[str, bool] = {}
-    for part in accept_encoding.lower().split(","):
-        name, _, params = part.partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        allowed[name.strip()] = q > 0
-    for name in ("gzip", "x-gzip", "*"):
-        if name in allowed:
-            return allowed[name]
-    return False
-
-
 def _paper_context(app: "App", key: str) -> dict:
     p = app.store.get_paper(key)
     if p is None:
@@ -139,45 +120,18 @@ def _paper_context(app: "App", key: str) -> dict:
             "abstract": readable(p.abstract), "url": url, "pdf_url": pdf}
 
 
+def _cross_site(request: Request) -> bool:
+    # Browsers say where a form came from; another site's page must never change a reader's profile.
+    return request.headers.get("sec-fetch-site") == "cross-site"
+
+
+def _from_another_site() -> HTMLResponse:
+    return _page("error.html", 403, title="This vote came from another site",
+                 message="Only the buttons on this page record a vote. Open the link from your digest again.")
+
+
 def _vote_name(value: int | None) -> str:
     return "up" if value and value > 0 else "down" if value and value < 0 else "clear"
-
-
-def health(app: "App", scheduler) -> tuple[bool, dict]:
-    """Liveness for monitoring: the scheduler thread, the database, and the last fetch per source."""
-    db_ok = app.store.ping()
-    sched = None
-    sched_ok = True
-    if scheduler is not None:
-        thread = getattr(scheduler, "_thread", None)
-        alive = bool(scheduler.running) and (thread is None or thread.is_alive())
-        sched = {"running": alive, "jobs": len(scheduler.get_jobs()) if alive else 0}
-        sched_ok = alive
-    sources = []
-    if db_ok:
-        from .safety import shown
-
-        states = app.store.all_source_states()
-        for src in app.settings.sources:
-            st = states.get(src.name)
-            failing = bool(st and st.error_count)
-            sources.append({
-                "name": src.name, "enabled": src.enabled,
-                # Per source, so that monitoring sees which list is broken, not only that one is.
-                "status": "disabled" if not src.enabled else "failing" if failing
-                          else "ok" if st and st.last_success_at else "never fetched",
-                "last_success": st.last_success_at.isoformat() if st and st.last_success_at else None,
-                "last_attempt": st.last_attempt_at.isoformat() if st and st.last_attempt_at else None,
-                "error_count": st.error_count if st else 0,
-                "last_error": shown(st.last_error, 500) if failing and st.last_error else None,
-                "next_retry": st.next_retry_at.isoformat() if failing and st.next_retry_at else None,
-            })
-    # The HTTP status is liveness (database, scheduler); a failing source makes the body not ok.
-    live = db_ok and sched_ok
-    failing = [s["name"] for s in sources if s["status"] == "failing"]
-    ok = live and not failing
-    return live, {"ok": ok, "status": "ok" if ok else "degraded" if live else "down", "failing_sources": failing,
-                  "scheduler": sched, "database": db_ok, "sources": sources, "now": app.clock.now().isoformat()}
 
 
 def create_app(app: "App", *, scheduler=None) -> Starlette:
@@ -255,9 +209,8 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
 
     async def press(request: Request, token: str, link) -> Response:
         """A person pressed a button of a feedback page: record the vote, then 303 to the confirmation."""
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            return _page("error.html", 403, title="This vote came from another site",
-                         message="Only the buttons on this page record a vote. Open the link from your digest again.")
+        if _cross_site(request):
+            return _from_another_site()
         form = await request.form()
         vote, press_field = str(form.get("vote") or ""), str(form.get("press") or "")
         if vote not in ("up", "down", "clear"):
@@ -372,6 +325,8 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
     async def profile_vote(request: Request) -> Response:
         """A vote or an undo from the reader's own pages; then back where it was pressed (303)."""
         token = request.path_params["token"]
+        if _cross_site(request):
+            return _from_another_site()
         form = await request.form()
         paper, vote = str(form.get("paper") or ""), str(form.get("vote") or "")
         back = "today" if form.get("back") == "today" else ""
@@ -397,6 +352,8 @@ def create_app(app: "App", *, scheduler=None) -> Starlette:
 
     async def profile_pause(request: Request) -> Response:
         token = request.path_params["token"]
+        if _cross_site(request):
+            return _from_another_site()
         form = await request.form()
 
         def change():

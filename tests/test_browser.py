@@ -105,3 +105,18 @@ def test_a_thumbs_up_from_the_mail_shows_on_the_profile_and_is_undone_there(brow
     assert page.locator("#liked").count() == 0
     assert "is removed" in page.locator("#changed").inner_text()
     assert page.locator("#changed").bounding_box()["y"] < 300          # the confirmation is on the first screen
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_mail_and_the_readers_pages_have_no_axe_violations(browser, site, scheme):
+    axe_api = pytest.importorskip("axe_playwright_python.sync_playwright", reason="axe-playwright-python is not installed")
+    axe = axe_api.Axe()
+    profile = accounts.export_user(site.app, "alice")["profile_url"]
+    found = {}
+    for name, url in [("mail", site.mail.as_uri()), ("profile", profile), ("today", profile + "/today")]:
+        page = browser.new_page(viewport={"width": 375, "height": 800}, color_scheme=scheme)
+        page.goto(url)
+        results = axe.run(page)
+        found[name] = [(v["id"], v["help"], len(v["nodes"])) for v in results.response["violations"]]
+        page.close()
+    assert found == {"mail": [], "profile": [], "today": []}, found

@@ -144,7 +144,7 @@ def test_a_data_dir_that_cannot_be_created_is_one_line_on_every_command(tmp_path
     id = "alice"
     email = "alice@example.org"
     """)
-    for args in (["check-config"], ["status"], ["run", "--once"], ["send"], ["export", "alice"]):
+    for args in (["check-config"], ["status"], ["run"], ["run", "--once"], ["send"], ["export", "alice"]):
         r = digestd(cfg, *args)
         assert r.returncode == 2, (args, r.stderr)
         assert "Traceback" not in r.stderr

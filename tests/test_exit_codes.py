@@ -126,3 +126,31 @@ days = ["tue"]
         assert [o.status for o in pipeline.deliver_due(app)] == ["sent"] and sent == ["alice@example.org"]
     finally:
         app.close()
+
+
+def test_under_the_daemon_a_config_error_while_sending_makes_healthz_not_ok_until_a_pass_succeeds(tmp_path, clock):
+    from digestd.config import load_config
+    from digestd.daemon import Daemon
+    from digestd.web import health
+    from test_daemon_support import config_text, real_papers, user_block, write_hf_list
+
+    write_hf_list(tmp_path / "lists", "2025-05-19", real_papers("2025-05-19", 10))
+    cfg = tmp_path / "digestd.toml"
+    cfg.write_text(config_text(users=user_block("alice")))
+    sent: list[str] = []
+    mailer = {"now": RefusingConfig}
+    app = build_app(load_config(str(cfg)), clock=clock, mailer_factory=lambda: mailer["now"]())
+    d = Daemon(app, cfg, own_mailer=False)
+    try:
+        d.start()
+        assert d.startup_done.wait(60)
+        live, body = health(app, d.scheduler)
+        assert live and body["ok"] is False and body["status"] == "degraded" and "dkim_key_file" in body["config"]
+        assert sent == []
+        mailer["now"] = lambda: Recording(sent)
+        d.deliver()
+        live, body = health(app, d.scheduler)
+        assert live and body["ok"] is True and body["config"] is None and sent == ["alice@example.org"]
+    finally:
+        d.stop()
+        app.close()

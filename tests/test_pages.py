@@ -97,3 +97,37 @@ def test_every_page_links_to_the_profile_and_an_unknown_token_gets_404(env):
     assert env.client.get("/profile/nope").status_code == 404
     assert env.client.get("/profile/nope/today").status_code == 404
     assert env.client.post("/profile/nope/vote", data={"paper": "x", "vote": "up"}).status_code == 404
+
+
+
+def test_a_database_from_before_pauses_gains_the_column_and_can_pause(tmp_path, clock):
+    import sqlite3
+
+    from digestd.store import open_store
+
+    write_hf_list(tmp_path / "lists", "2025-05-20", real_papers("2025-05-20", 5))
+    settings = parse_config(config_text(users=user_block("alice")), config_dir=tmp_path)
+    build_app(settings, clock=clock).close()
+    db = tmp_path / "var" / "digestd.db"
+    con = sqlite3.connect(db)                      # the schema the 0.1.0 release created
+    con.execute("ALTER TABLE users DROP COLUMN paused_until")
+    con.execute("DROP TABLE alembic_version")      # which knew no migrations
+    con.commit()
+    con.close()
+    store = open_store(f"sqlite:///{db}")
+    assert store.get_user("alice").paused_until is None
+    store.set_paused("alice", dt.date(2025, 6, 1), clock.now())
+    assert store.get_user("alice").paused_until == dt.date(2025, 6, 1)
+    store.dispose()
+
+
+def test_another_sites_form_can_neither_vote_nor_pause_on_a_readers_pages(env):
+    pipeline.deliver_due(env.app)
+    key = accounts.export_user(env.app, "alice")["digests"][-1]["papers"][0]
+    cross = {"sec-fetch-site": "cross-site"}
+    r = env.client.post(profile_path(env) + "/vote", data={"paper": key, "vote": "up"}, headers=cross)
+    assert r.status_code == 403
+    r = env.client.post(profile_path(env) + "/pause", data={"until": "2099-01-01"}, headers=cross)
+    assert r.status_code == 403
+    assert accounts.export_user(env.app, "alice")["feedback"] == []
+    assert env.app.store.get_user("alice").paused_until is None

@@ -50,6 +50,8 @@ def parts(raw: bytes) -> tuple[str, str]:
 
 
 def visible(html: str) -> str:
+    """The text a reader sees in the opened mail: not the styles, title or hidden preview line."""
+    html = re.sub(r'<div class="preview"[^>]*>.*?</div>', "", html, flags=re.S)
     return re.sub(r"<[^>]+>", " ", re.sub(r"<(style|title)>.*?</\1>", "", html, flags=re.S))
 
 
@@ -160,3 +162,15 @@ def test_xmllint_accepts_the_served_feed(env, tmp_path):
     f = tmp_path / "feed.atom"
     f.write_text(feeds.feed_xml(env.app, "alice"), encoding="utf-8")
     subprocess.run(["xmllint", "--noout", str(f)], check=True)
+
+
+def test_a_day_with_nothing_close_enough_says_nothing_relevant_once_in_subject_and_body():
+    from digestd.models import Digest
+    from digestd.pipeline.compose import NOTHING_RELEVANT
+    from digestd.render import render_html, render_subject, render_text
+
+    d = Digest(user_id="bob", user_email="bob@example.org", day=dt.date(2025, 5, 24), papers=[],
+               base_url="http://x", note=NOTHING_RELEVANT, profile_url="http://x/profile/t")
+    assert render_subject(d) == "Your papers for Sat 24 May: nothing relevant today"
+    for body in (render_text(d), visible(render_html(d))):
+        assert body.count("Nothing relevant today.") == 1 and "Nothing relevant to you" not in body

@@ -116,9 +116,10 @@ def test_the_text_body_shows_the_highlight_plainly_and_no_line_is_wrapped_inside
             assert len(line) <= 80, line
 
 
-def test_an_empty_digest_shows_the_note_in_text_and_html(empty):
-    assert "Nothing relevant today: 212 papers" in render_text(empty)
-    assert "Nothing relevant today: 212 papers" in render_html(empty)
+def test_an_empty_digest_says_what_the_subject_says_then_the_notes_detail(empty):
+    for body in (render_text(empty), render_html(empty)):
+        assert "Nothing relevant today." in body and "212 papers, none close to your interests." in body
+        assert body.count("Nothing relevant") == 1 + ("<title>" in body)
     assert "👍" not in render_text(empty)
 
 

@@ -2,6 +2,8 @@
 recorded with its error count and backs off, never stopping the others."""
 from __future__ import annotations
 
+from typing import Callable
+
 import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -160,7 +162,9 @@ def complete_papers(app: "App", keys: list[str]) -> tuple[int, str | None]:
     return len(found), None
 
 
-def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None) -> list[FetchOutcome]:
+def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None,
+              on_source: Callable[[list[FetchOutcome]], None] | None = None) -> list[FetchOutcome]:
+    """Fetch every enabled source (or only one); ``on_source`` hears each source's outcomes as it ends."""
     sources = app.settings.sources
     if only is not None:
         src = app.settings.source(only)
@@ -172,7 +176,10 @@ def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None) -
         if not src.enabled and only is None:
             continue
         # A source named on the command line is fetched now, backoff or not: the user asked.
-        outcomes.extend(fetch_source(app, src, day, force=only is not None))
+        done = fetch_source(app, src, day, force=only is not None)
+        outcomes.extend(done)
+        if on_source is not None:
+            on_source(done)
     # Seed papers count for cold start only once we have their text.
     try:
         complete_papers(app, [k for u in app.settings.users for k in u.seed_papers])
