@@ -124,6 +124,20 @@ def test_a_database_from_a_newer_digestd_is_refused_with_what_to_do(tmp_path):
         open_store(url)
 
 
+@pytest.fixture
+def quiet_cli():
+    """cli.main sets up digestd's logging for a command; put it back so later tests see their logs."""
+    import logging
+
+    loggers = [logging.getLogger(), logging.getLogger("digestd")]
+    saved = [(lg.level, list(lg.handlers), lg.propagate) for lg in loggers]
+    yield
+    for lg, (level, handlers, propagate) in zip(loggers, saved):
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+        lg.propagate = propagate
+
+
 def _config(tmp_path: Path, url: str) -> str:
     path = tmp_path / "digestd.toml"
     path.write_text(f'[digestd]\ndata_dir = "var"\ndatabase_url = "{url}"\n\n'
@@ -131,7 +145,7 @@ def _config(tmp_path: Path, url: str) -> str:
     return str(path)
 
 
-def test_a_command_on_an_old_database_says_in_one_line_to_run_migrate_and_migrate_fixes_it(tmp_path, capsys):
+def test_a_command_on_an_old_database_says_in_one_line_to_run_migrate_and_migrate_fixes_it(tmp_path, capsys, quiet_cli):
     cfg = _config(tmp_path, landed_database(tmp_path / "old.db"))
     assert cli.main(["--config", cfg, "status"]) == cli.EXIT_ERROR
     err = capsys.readouterr().err.strip()
@@ -143,7 +157,7 @@ def test_a_command_on_an_old_database_says_in_one_line_to_run_migrate_and_migrat
     assert cli.main(["--config", cfg, "status"]) == cli.EXIT_OK
 
 
-def test_a_command_on_a_fresh_database_sets_it_up_without_an_extra_step(tmp_path, capsys):
+def test_a_command_on_a_fresh_database_sets_it_up_without_an_extra_step(tmp_path, capsys, quiet_cli):
     cfg = _config(tmp_path, f"sqlite:///{tmp_path / 'new.db'}")
     assert cli.main(["--config", cfg, "status"]) == cli.EXIT_OK
     assert "alice" in capsys.readouterr().out
