@@ -94,7 +94,8 @@ def default_mailer_factory(settings: Settings) -> Callable[[], AbstractContextMa
 
 def build_app(settings: Settings, *, clock: Clock | None = None, transport: httpx.BaseTransport | None = None,
               mailer_factory: Callable[[], AbstractContextManager] | None = None, store: Store | None = None,
-              sync_users: bool = True, embedder_factory: Callable[[], object] | None = None) -> App:
+              sync_users: bool = True, embedder_factory: Callable[[], object] | None = None,
+              migrate: bool = True) -> App:
     from .sources.http import HttpClient, HttpLimits
 
     try:
@@ -104,7 +105,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None, transport: http
         why = f"cannot create {settings.data_dir}: {e.strerror or e}"
         raise ConfigError(why, [("digestd.data_dir", why)]) from e
     clock = clock or SystemClock()
-    store = store or open_store(settings.database_url)
+    store = store or open_store(settings.database_url, migrate=migrate)
     signer = Signer(load_or_create_secret(settings.secret_key_path))
     f = settings.fetch
     http = HttpClient(transport, user_agent=f"digestd/0.1 (+{settings.digestd.base_url})", timeout=f.timeout_seconds,

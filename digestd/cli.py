@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("rotate-secret-key", help="write a new link-signing key: every link sent so far and every "
                    "feed URL stop working")
+
+    sub.add_parser("migrate", help="apply schema migrations (`run` applies them itself at start)")
     return p
 
 
@@ -283,12 +285,21 @@ def _dispatch(args) -> int:
 
     if args.command == "rotate-secret-key":
         return _rotate_secret_key(settings)
+    if args.command == "migrate":
+        from .store import migrate_store
+
+        before, after = migrate_store(settings.database_url)
+        print(f"database {after.url}: " + (f"schema revision {after.head}, nothing to do" if before.up_to_date
+                                            else f"{before.describe()}; migrated to revision {after.current}"))
+        return EXIT_OK
     if args.command == "run" and not args.once:
         from .daemon import serve
 
         return serve(settings, config_file=args.config)  # the path SIGHUP reads again
 
-    app = build_app(settings)
+    # `run` brings the schema up to date itself; the other commands only set up an empty database
+    # and otherwise say to run `digestd migrate`.
+    app = build_app(settings, migrate=args.command == "run")
     try:
         return _command(app, args)
     finally:

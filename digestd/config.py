@@ -33,6 +33,7 @@ class DigestdSettings(_Strict):
     secret_key_file: str = Field("", description="File holding the key (at least 32 bytes) that signs feedback and unsubscribe links and feed tokens. Empty: <data_dir>/secret.key. Created (mode 0600) when missing; never replaced: too short or unreadable is an error. `digestd rotate-secret-key` writes a new one.")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     link_max_age_days: int = Field(60, ge=1, description="Feedback links in mail older than this are refused as expired.")
+    sweep_seconds: int = Field(30, ge=1, le=3600, description="How often `run` looks for digests owed (retries, and claims a dead process left; those lapse 30 s after it died) and for sources whose backoff ran out.")
 
     @field_validator("base_url")
     @classmethod
@@ -312,9 +313,9 @@ class Settings(_Strict):
         for i, n in enumerate(names):
             if names.index(n) != i:
                 problems.append(f"sources[{i}].name: duplicate source name {n!r}")
-        ids = [u.id for u in self.users]
+        first: dict[str, int] = {}          # id -> its first index: one pass, even for 100,000 readers
         for i, u in enumerate(self.users):
-            if ids.index(u.id) != i:
+            if first.setdefault(u.id, i) != i:
                 problems.append(f"users[{i}].id: duplicate user id {u.id!r}")
             for j, s in enumerate(u.sources):
                 if s not in names:

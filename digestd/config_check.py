@@ -126,12 +126,13 @@ def cross_checks(data: dict) -> list[Problem]:
                                    ("feed", "url", "type feed needs url"), ("replay", "path", "type replay needs path")):
                 if src.get("type") == kind and not src.get(key):
                     problems.append((f"sources[{i}]", msg))
-    ids = [u.get("id") if isinstance(u, dict) else None for u in users]
+    first: dict[str, int] = {}          # id -> its first index: one pass, even for 100,000 readers
     for i, u in enumerate(users):
         if not isinstance(u, dict):
             continue
-        if isinstance(ids[i], str) and ids.index(ids[i]) != i:
-            problems.append((f"users[{i}].id", f"duplicate user id {ids[i]!r}"))
+        uid = u.get("id")
+        if isinstance(uid, str) and first.setdefault(uid, i) != i:
+            problems.append((f"users[{i}].id", f"duplicate user id {uid!r}"))
         refs = u.get("sources")
         for j, s in enumerate(refs if isinstance(refs, list) else []):
             if s not in names:

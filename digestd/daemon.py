@@ -29,7 +29,7 @@ from .app import App, build_app, default_mailer_factory
 from .config import Settings, config_path, load_config
 from .errors import ConfigError, DigestdError
 from .logs import get_logger, setup_logging
-from .schedule import SWEEP_SECONDS, next_fire_times, source_trigger, user_trigger
+from .schedule import next_fire_times, source_trigger, user_trigger
 
 log = get_logger("digestd.daemon")
 
@@ -37,6 +37,10 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 HANDLED = STOP_SIGNALS | {signal.SIGHUP}
 # How long uvicorn waits for open requests after the scheduler has stopped.
 HTTP_GRACE_SECONDS = 5
+# A process that is not the scheduler asks for the scheduler lock this often: when the scheduler
+# dies, another process fetches within this many seconds (the database frees a dead session's lock
+# at once). The holder uses the same beat to check that its lock's session is still alive.
+SCHEDULER_LOCK_SECONDS = 15
 
 
 class Daemon:
@@ -54,6 +58,9 @@ class Daemon:
         self._fetch_locks: dict[str, threading.Lock] = {}
         self._pass_lock = threading.Lock()
         self._pass_wanted = threading.Event()
+        # Fetching happens once per site, not once per process: only the holder of this lock fetches
+        # (on PostgreSQL; on SQLite the one process always holds it). Every process delivers.
+        self.scheduler_lock = app.store.scheduler_lock(app.worker_id)
         self.scheduler = BackgroundScheduler(
             timezone=dt.timezone.utc,
             executors={"default": ThreadPoolExecutor(4), "fetch": ThreadPoolExecutor(2)},
@@ -74,10 +81,41 @@ class Daemon:
         except Exception as e:  # one failing job must never take the scheduler down
             log.exception("%s failed: %s", what, e, extra=ids)
 
+    @property
+    def is_scheduler(self) -> bool:
+        return self.scheduler_lock.held
+
+    def hold_scheduler_lock(self) -> None:
+        """Every ``SCHEDULER_LOCK_SECONDS``: take the scheduler lock when it is free (the scheduler
+        died or stopped), or check that ours still holds. A process that takes it over fetches what
+        the schedule says is owed, as a restarted process would."""
+        was = self.is_scheduler
+        now = self.scheduler_lock.acquire()
+        if now and not was:
+            log.info("this process is the scheduler now: it fetches the sources (%s)", self.app.worker_id)
+            if self.announce:
+                say("scheduler: this process fetches the sources")
+            if self.startup_done.is_set():
+                self._guard("catch-up fetches", self._catch_up_fetches)
+        elif was and not now:
+            log.warning("no longer the scheduler; another process fetches (%s)", self.app.worker_id)
+
+    def _catch_up_fetches(self) -> None:
+        for name in self.missed_fetches(self.app.clock.now()):
+            if self.stopping.is_set():
+                return
+            self.fetch(name)
+
     def fetch(self, name: str) -> None:
         src = self.app.settings.source(name)
         if src is None or not src.enabled:
             return
+        if not self.is_scheduler:
+            # Free (the scheduler just died, or this daemon was never started): take it now.
+            if not self.scheduler_lock.acquire():
+                log.debug("fetch left to the scheduler process", extra={"source": name})
+                return
+            log.info("this process is the scheduler now: it fetches the sources (%s)", self.app.worker_id)
         # The cron job, the catch-up and the sweep may all reach for one source at once; one fetch
         # at a time per source is enough, the others have nothing to add.
         lock = self._fetch_locks.setdefault(name, threading.Lock())
@@ -137,10 +175,8 @@ class Daemon:
         outcomes: list[pipeline.DeliveryOutcome] = []
 
         def run():
-            for name in self.missed_fetches(self.app.clock.now()):
-                if self.stopping.is_set():
-                    return
-                self.fetch(name)
+            if self.is_scheduler:
+                self._catch_up_fetches()
             with self._pass_lock:
                 outcomes.extend(self._deliver_all())
         try:
@@ -171,7 +207,11 @@ class Daemon:
             if trig is not None:
                 wanted[f"digest:{user.id}"] = dict(func=self.deliver, trigger=trig, args=[user.id],
                                                    name=f"digest {user.id}")
-        wanted["sweep"] = dict(func=self.sweep, trigger=IntervalTrigger(seconds=SWEEP_SECONDS), name="sweep")
+        wanted["sweep"] = dict(func=self.sweep, trigger=IntervalTrigger(seconds=settings.digestd.sweep_seconds),
+                               name="sweep")
+        if self.scheduler_lock.postgres:    # on SQLite the one process always holds it
+            wanted["scheduler-lock"] = dict(func=self.hold_scheduler_lock, executor="fetch", name="scheduler lock",
+                                            trigger=IntervalTrigger(seconds=SCHEDULER_LOCK_SECONDS))
         for job in self.scheduler.get_jobs():
             if job.id not in wanted:
                 job.remove()
@@ -180,6 +220,10 @@ class Daemon:
 
     # -- life cycle --------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.scheduler_lock.acquire():
+            log.info("this process is the scheduler: it fetches the sources (%s)", self.app.worker_id)
+        else:
+            log.info("another process is the scheduler; this one delivers and serves (%s)", self.app.worker_id)
         self.install_jobs()
         self.scheduler.start()
         # The catch-up runs once, beside the scheduler rather than as a one-shot job in it: APScheduler
@@ -196,6 +240,8 @@ class Daemon:
             self.scheduler.shutdown(wait=True)
         if self._catch_up is not None:
             self._catch_up.join()
+        # Free the lock now rather than when the connection goes: another process fetches sooner.
+        self.scheduler_lock.release()
 
     def next_digest(self, user_id: str) -> dt.datetime | None:
         job = self.scheduler.get_job(f"digest:{user_id}")

@@ -34,7 +34,9 @@ def feed_tokens(app: "App", user_ids: Iterable[str]) -> dict[str, str]:
             token = app.signer.feed_token(uid, nonce)
             fresh.append((uid, nonce, hash_token(token)))
         out[uid] = app.signer.feed_token(uid, nonce)
-    app.store.set_feed_tokens(fresh)
+    # Another process may have minted a reader's first token at the same moment: its nonce won.
+    for uid, nonce in app.store.mint_feed_tokens(fresh).items():
+        out[uid] = app.signer.feed_token(uid, nonce)
     return out
 
 

@@ -26,7 +26,7 @@ TOPICS = [["retrieval-augmented generation", "dense retrieval"], ["diffusion mod
 N_READERS = 24
 
 
-def config(tmp: Path, port: int, n: int = N_READERS) -> str:
+def config(tmp: Path, port: int, n: int = N_READERS, database_url: str = "") -> str:
     users = []
     for i in range(n):
         kws = TOPICS[i % len(TOPICS)] + TOPICS[(i * 3 + 1) % len(TOPICS)][:1]
@@ -44,6 +44,7 @@ explore = {'true' if i % 2 else 'false'}
     return f"""
 [digestd]
 data_dir = "{tmp}/var"
+database_url = "{database_url}"
 base_url = "https://digest.example.org"
 
 [smtp]
@@ -65,10 +66,11 @@ path = "{LISTS / 'hf'}"
 
 
 @pytest.fixture
-def world(tmp_path, smtp):
+def world(tmp_path, smtp, any_database_url):
+    # The pass on both databases: its batched claims and queries must hold on SQLite and PostgreSQL.
     rec, port = smtp
     clock = FixedClock(dt.datetime(2025, 5, 20, 7, 0, tzinfo=dt.timezone.utc))
-    settings = parse_config(config(tmp_path, port), config_dir=tmp_path)
+    settings = parse_config(config(tmp_path, port, database_url=any_database_url), config_dir=tmp_path)
     app = build_app(settings, clock=clock)
     pipeline.fetch_all(app, day=dt.date(2025, 5, 19))
     pipeline.fetch_all(app, day=dt.date(2025, 5, 20))

@@ -1,10 +1,10 @@
 """The database: SQLModel tables and every query. Only this package touches SQL."""
-from .db import Store, open_store
+from .db import Store, migrate_store, open_store
 from .papers import EmbeddingCache
 from .digests import Composed, Finish
 from .records import Item, VoteRecord, paper_text
 from .tables import (Digest, DigestItem, Feedback, FeedbackEvent, Listing, Paper, PaperEmbedding, Profile, SourceState,
                      User)
 
-__all__ = ["Composed", "EmbeddingCache", "Finish", "Item", "Store", "VoteRecord", "open_store", "paper_text", "Digest",
+__all__ = ["Composed", "EmbeddingCache", "Finish", "Item", "Store", "VoteRecord", "migrate_store", "open_store", "paper_text", "Digest",
            "DigestItem", "Feedback", "FeedbackEvent", "Listing", "Paper", "PaperEmbedding", "Profile", "SourceState", "User"]

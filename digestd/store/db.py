@@ -5,6 +5,7 @@ The queries live beside it by subject (papers, readers, digests); nothing outsid
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from sqlmodel import Session, create_engine, select
 from ..errors import StoreError
 from . import schema
 from .digests import DigestQueries
+from .locks import SchedulerLock
 from .papers import PaperQueries
 from .readers import ReaderQueries
 from .schema import SchemaState
@@ -103,6 +105,10 @@ class Store(PaperQueries, ReaderQueries, DigestQueries):
         except SQLAlchemyError as e:
             raise StoreError(f"cannot migrate the schema of {self.safe_url}: {e.__class__.__name__}: {e.orig if hasattr(e, 'orig') else e}") from e
 
+    def scheduler_lock(self, name: str) -> SchedulerLock:
+        """The lock whose holder is the one process that fetches (see ``store.locks``)."""
+        return SchedulerLock(self.engine, name)
+
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
@@ -160,3 +166,15 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
         store.dispose()
         raise
     return store
+
+
+def migrate_store(url: str) -> tuple[SchemaState, SchemaState]:
+    """`digestd migrate`: apply every pending migration; the states before and after."""
+    store = Store(url)
+    try:
+        before, after = store.init_schema(migrate=True)
+    except OperationalError as e:
+        raise StoreError(f"database unreachable at {store.safe_url}: {e.orig}") from e
+    finally:
+        store.dispose()
+    return replace(before, url=store.safe_url), replace(after, url=store.safe_url)

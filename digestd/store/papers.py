@@ -7,10 +7,49 @@ from collections.abc import Iterable
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import select
 
 from ..models import FetchedPaper
 from .tables import FittedSpace, Listing, Paper, PaperEmbedding, SourceState, dialect_insert
+
+
+_BATCH = 500       # papers per transaction
+_ROWS = 60         # papers per INSERT statement
+
+
+def _paper_row(fp: FetchedPaper, now: dt.datetime) -> dict:
+    return {"key": fp.key, "title": fp.title or "", "abstract": fp.abstract or "",
+            "authors_json": json.dumps(fp.authors, ensure_ascii=False) if fp.authors else "[]",
+            "categories_json": json.dumps(fp.categories) if fp.categories else "[]",
+            "arxiv_id": fp.arxiv_id, "version": fp.version or None, "url": fp.url, "pdf_url": fp.pdf_url,
+            "published_at": fp.published, "upvotes": fp.upvotes,
+            "extra_json": json.dumps(fp.extra, ensure_ascii=False, default=str) if fp.extra else "{}",
+            "first_seen_at": now, "updated_at": now}
+
+
+def _merge(new, old, engine: sa.Engine) -> dict:
+    """How a stored paper takes in a newer sighting: newer information wins, but nothing another
+    source gave us is ever blanked out (a longer abstract stays; extras are merged key by key)."""
+    if engine.dialect.name == "postgresql":
+        extra = sa.cast(sa.cast(old.extra_json, JSONB).op("||")(sa.cast(new.extra_json, JSONB)), sa.Text)
+    else:
+        extra = sa.func.json_patch(old.extra_json, new.extra_json)
+    return {
+        "title": sa.func.coalesce(sa.func.nullif(new.title, ""), old.title),
+        "abstract": sa.case((sa.and_(new.abstract != "", sa.func.length(new.abstract) >= sa.func.length(old.abstract)),
+                             new.abstract), else_=old.abstract),
+        "authors_json": sa.case((new.authors_json != "[]", new.authors_json), else_=old.authors_json),
+        "categories_json": sa.case((new.categories_json != "[]", new.categories_json), else_=old.categories_json),
+        "arxiv_id": sa.func.coalesce(new.arxiv_id, old.arxiv_id),
+        "version": sa.case((sa.func.coalesce(old.version, 0) < new.version, new.version), else_=old.version),
+        "url": sa.func.coalesce(new.url, old.url),
+        "pdf_url": sa.func.coalesce(new.pdf_url, old.pdf_url),
+        "published_at": sa.func.coalesce(new.published_at, old.published_at),
+        "upvotes": sa.func.coalesce(new.upvotes, old.upvotes),
+        "extra_json": sa.case((new.extra_json == "{}", old.extra_json), else_=extra),
+        "updated_at": new.updated_at,
+    }
 
 
 class PaperQueries:
@@ -20,55 +59,32 @@ class PaperQueries:
 
     # -- papers and listings ---------------------------------------------------------------------
     def upsert_papers(self, source: str, day: dt.date, papers: Iterable[FetchedPaper], now: dt.datetime) -> tuple[int, int]:
-        """Store papers and their listing in ``source`` on ``day``. Returns (new papers, new listings)."""
-        papers = list({fp.key: fp for fp in papers}.values())
-        new_papers = new_listings = 0
-        with self.session() as s:
-            for i in range(0, len(papers), 500):
-                chunk = papers[i:i + 500]
-                keys = [fp.key for fp in chunk]
-                # One query for the rows we have and one for the listings: a day's list is hundreds of papers.
-                rows = {p.key: p for p in s.exec(select(Paper).where(Paper.key.in_(keys)))}
-                listed = set(s.exec(select(Listing.paper_key).where(Listing.paper_key.in_(keys), Listing.source == source,
-                                                                    Listing.day == day)))
-                for fp in chunk:
-                    row = rows.get(fp.key)
-                    if row is None:
-                        row = Paper(key=fp.key, title=fp.title, first_seen_at=now)
-                        s.add(row)
-                        new_papers += 1
-                    self._merge_paper(row, fp, now)
-                s.flush()
-                for fp in chunk:
-                    if fp.key not in listed:
-                        s.add(Listing(paper_key=fp.key, source=source, day=day, announce_type=fp.announce_type, seen_at=now))
-                        new_listings += 1
-            s.commit()
-        return new_papers, new_listings
+        """Store papers and their listing in ``source`` on ``day``. Returns (new papers, new listings).
 
-    @staticmethod
-    def _merge_paper(row: Paper, fp: FetchedPaper, now: dt.datetime) -> None:
-        # Newer information wins, but never blank out what another source gave us.
-        row.title = fp.title or row.title
-        if fp.abstract and len(fp.abstract) >= len(row.abstract or ""):
-            row.abstract = fp.abstract
-        if fp.authors:
-            row.authors_json = json.dumps(fp.authors, ensure_ascii=False)
-        if fp.categories:
-            row.categories_json = json.dumps(fp.categories)
-        row.arxiv_id = fp.arxiv_id or row.arxiv_id
-        if fp.version and (row.version or 0) < fp.version:
-            row.version = fp.version
-        row.url = fp.url or row.url
-        row.pdf_url = fp.pdf_url or row.pdf_url
-        row.published_at = fp.published or row.published_at
-        if fp.upvotes is not None:
-            row.upvotes = fp.upvotes
-        if fp.extra:
-            extra = json.loads(row.extra_json or "{}")
-            extra.update(fp.extra)
-            row.extra_json = json.dumps(extra, ensure_ascii=False, default=str)
-        row.updated_at = now
+        One upsert per chunk, never select-then-insert: another process storing the same paper at the
+        same moment makes this an update, not a unique violation. A transaction per ``_BATCH`` papers
+        keeps row locks short, so a vote or a delivery never waits behind a whole day's list; keys
+        go in sorted order, so two writers lock rows in the same order and cannot deadlock."""
+        papers = sorted({fp.key: fp for fp in papers}.values(), key=lambda fp: fp.key)
+        new_papers = new_listings = 0
+        insert = dialect_insert(self.engine)
+        pt, lt = Paper.__table__, Listing.__table__
+        for i in range(0, len(papers), _BATCH):
+            chunk = papers[i:i + _BATCH]
+            with self.engine.begin() as c:
+                known = set(c.execute(sa.select(pt.c.key).where(pt.c.key.in_([fp.key for fp in chunk]))).scalars())
+                new_papers += sum(fp.key not in known for fp in chunk)
+                for j in range(0, len(chunk), _ROWS):   # 15 columns a row: under SQLite's old 999 limit
+                    stmt = insert(pt).values([_paper_row(fp, now) for fp in chunk[j:j + _ROWS]])
+                    c.execute(stmt.on_conflict_do_update(index_elements=["key"],
+                                                         set_=_merge(stmt.excluded, pt.c, self.engine)))
+                for j in range(0, len(chunk), 150):
+                    rows = [{"paper_key": fp.key, "source": source, "day": day, "announce_type": fp.announce_type,
+                             "seen_at": now} for fp in chunk[j:j + 150]]
+                    stmt = (insert(lt).values(rows).on_conflict_do_nothing(index_elements=["paper_key", "source", "day"])
+                            .returning(lt.c.id))
+                    new_listings += len(c.execute(stmt).all())
+        return new_papers, new_listings
 
     def get_paper(self, key: str) -> Paper | None:
         with self.session() as s:
@@ -155,22 +171,22 @@ class PaperQueries:
             return tuple(s.exec(select(sa.func.count(), sa.func.max(Paper.first_seen_at)).select_from(Paper)).one())
 
     def ensure_paper(self, fp: FetchedPaper, now: dt.datetime) -> None:
-        """Keep a paper we learned of outside any list (imports, seeds), without listing it anywhere."""
-        with self.session() as s:
-            row = s.get(Paper, fp.key)
-            if row is None:
-                s.add(Paper(key=fp.key, title=fp.title or fp.key, abstract=fp.abstract or "", arxiv_id=fp.arxiv_id,
-                            version=fp.version, authors_json=json.dumps(fp.authors, ensure_ascii=False),
-                            url=fp.url, pdf_url=fp.pdf_url, first_seen_at=None, updated_at=now))
-            else:
-                # Fill in what a placeholder (an imported bare id) lacked; never overwrite real text.
-                if fp.abstract and not row.abstract:
-                    row.abstract = fp.abstract
-                if fp.title and row.title in ("", row.key):
-                    row.title = fp.title
-                if fp.authors and row.authors_json in ("", "[]"):
-                    row.authors_json = json.dumps(fp.authors, ensure_ascii=False)
-            s.commit()
+        """Keep a paper we learned of outside any list (imports, seeds), without listing it anywhere.
+        An upsert that fills in what a placeholder (an imported bare id) lacked and never
+        overwrites real text."""
+        pt = Paper.__table__
+        insert = dialect_insert(self.engine)
+        stmt = insert(pt).values(key=fp.key, title=fp.title or fp.key, abstract=fp.abstract or "", arxiv_id=fp.arxiv_id,
+                                 version=fp.version, authors_json=json.dumps(fp.authors, ensure_ascii=False),
+                                 url=fp.url, pdf_url=fp.pdf_url, first_seen_at=None, updated_at=now)
+        new, old = stmt.excluded, pt.c
+        fill = {"abstract": sa.case((sa.and_(old.abstract == "", new.abstract != ""), new.abstract), else_=old.abstract)}
+        if fp.title:
+            fill["title"] = sa.case((old.title.in_(["", old.key]), new.title), else_=old.title)
+        if fp.authors:
+            fill["authors_json"] = sa.case((old.authors_json.in_(["", "[]"]), new.authors_json), else_=old.authors_json)
+        with self.engine.begin() as c:
+            c.execute(stmt.on_conflict_do_update(index_elements=["key"], set_=fill))
 
     # -- source state ----------------------------------------------------------------------------
     def source_state(self, name: str) -> SourceState:
@@ -183,29 +199,28 @@ class PaperQueries:
 
     def record_fetch_success(self, name: str, now: dt.datetime, count: int, etag: str | None = None,
                              last_modified: str | None = None) -> None:
-        with self.session() as s:
-            row = s.get(SourceState, name) or SourceState(name=name)
-            row.last_attempt_at = row.last_success_at = now
-            row.last_count = count
-            if etag is not None:
-                row.etag = etag
-            if last_modified is not None:
-                row.last_modified = last_modified
-            row.error_count = 0
-            row.next_retry_at = None
-            s.add(row)
-            s.commit()
+        """An upsert, like every write of the source state: two processes fetching one source both succeed."""
+        insert = dialect_insert(self.engine)
+        t = SourceState.__table__
+        stmt = insert(t).values(name=name, last_attempt_at=now, last_success_at=now, last_count=count, etag=etag,
+                                last_modified=last_modified, error_count=0, next_retry_at=None)
+        with self.engine.begin() as c:
+            c.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={
+                "last_attempt_at": now, "last_success_at": now, "last_count": count, "error_count": 0,
+                "next_retry_at": None, "etag": sa.func.coalesce(stmt.excluded.etag, t.c.etag),
+                "last_modified": sa.func.coalesce(stmt.excluded.last_modified, t.c.last_modified)}))
 
     def record_fetch_error(self, name: str, now: dt.datetime, error: str, next_retry_at: dt.datetime | None) -> int:
-        with self.session() as s:
-            row = s.get(SourceState, name) or SourceState(name=name)
-            row.last_attempt_at = row.last_error_at = now
-            row.last_error = error
-            row.error_count = (row.error_count or 0) + 1
-            row.next_retry_at = next_retry_at
-            s.add(row)
-            s.commit()
-            return row.error_count
+        """Count one more failure (in the database, so two processes count two); returns the count."""
+        insert = dialect_insert(self.engine)
+        t = SourceState.__table__
+        stmt = insert(t).values(name=name, last_attempt_at=now, last_error_at=now, last_error=error, error_count=1,
+                                next_retry_at=next_retry_at)
+        stmt = stmt.on_conflict_do_update(index_elements=["name"], set_={
+            "last_attempt_at": now, "last_error_at": now, "last_error": error, "next_retry_at": next_retry_at,
+            "error_count": sa.func.coalesce(t.c.error_count, 0) + 1}).returning(t.c.error_count)
+        with self.engine.begin() as c:
+            return c.execute(stmt).scalar_one()
 
     # -- paper embeddings --------------------------------------------------------------------------
     def paper_embeddings(self, model: str, keys: Iterable[str]) -> dict[str, tuple[str, np.ndarray]]:

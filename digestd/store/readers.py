@@ -27,6 +27,7 @@ class ReaderQueries:
     def sync_users(self, users: list, now: dt.datetime) -> tuple[list[str], list[str], list[str]]:
         """Make the users table match the config. Removed users are deactivated, never deleted."""
         added, changed, removed = [], [], []
+        new_rows: list[dict] = []
         wanted = {u.id: u for u in users}
         with self.session() as s:
             existing = {u.id: u for u in s.exec(select(User))}
@@ -34,8 +35,9 @@ class ReaderQueries:
                 settings_json = cfg.model_dump_json()
                 row = existing.get(uid)
                 if row is None:
-                    s.add(User(id=uid, email=cfg.email, timezone=cfg.timezone, active=True, subscribed=cfg.subscribed,
-                               settings_json=settings_json, created_at=now, updated_at=now))
+                    new_rows.append(dict(id=uid, email=cfg.email, timezone=cfg.timezone, active=True,
+                                         subscribed=cfg.subscribed, unsubscribed_via_link=False,
+                                         settings_json=settings_json, created_at=now, updated_at=now))
                     added.append(uid)
                     continue
                 if row.settings_json != settings_json or not row.active:
@@ -48,6 +50,11 @@ class ReaderQueries:
                     row.settings_json = settings_json
                     row.updated_at = now
                     changed.append(uid)
+            # Another process starting from the same config may add the same readers at the same
+            # moment: do nothing on a conflict (its row is the same row). 100 rows a statement.
+            for i in range(0, len(new_rows), 100):
+                s.execute(dialect_insert(self.engine)(User.__table__).values(new_rows[i:i + 100])
+                          .on_conflict_do_nothing(index_elements=["id"]))
             for uid, row in existing.items():
                 if uid not in wanted and row.active:
                     row.active = False
@@ -170,7 +177,7 @@ class ReaderQueries:
         return out
 
     def set_feed_tokens(self, rows: Iterable[tuple[str, str, str]]) -> None:
-        """(user id, nonce, token hash) for readers who had no feed token yet, in one transaction."""
+        """(user id, nonce, token hash) for these readers, in one transaction (a new signing key)."""
         params = [{"b_id": u, "b_nonce": n, "b_hash": h} for u, n, h in rows]
         if not params:
             return
@@ -179,6 +186,24 @@ class ReaderQueries:
             s.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id"))
                       .values(feed_nonce=sa.bindparam("b_nonce"), feed_token_hash=sa.bindparam("b_hash")), params)
             s.commit()
+
+    def mint_feed_tokens(self, rows: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+        """(user id, nonce, token hash) for readers who had no feed token yet, in one transaction.
+        Only where there is still none: two processes starting together may both mint one, and the
+        first write wins. Returns each reader's nonce as stored, whoever wrote it."""
+        params = [{"b_id": u, "b_nonce": n, "b_hash": h} for u, n, h in rows]
+        if not params:
+            return {}
+        t = User.__table__
+        with self.session() as s:
+            s.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id"), t.c.feed_nonce.is_(None))
+                      .values(feed_nonce=sa.bindparam("b_nonce"), feed_token_hash=sa.bindparam("b_hash")), params)
+            s.commit()
+            ids = [p["b_id"] for p in params]
+            stored: dict[str, str] = {}
+            for i in range(0, len(ids), 500):
+                stored.update(s.execute(sa.select(t.c.id, t.c.feed_nonce).where(t.c.id.in_(ids[i:i + 500]))).all())
+            return stored
 
     def votes_of(self, user_ids: Iterable[str]) -> dict[str, list[VoteRecord]]:
         """Every current vote of these readers, with the paper, oldest first. Readers vote on the same

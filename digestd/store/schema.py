@@ -14,10 +14,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from . import locks
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-# pg_advisory_lock keys (one bigint space per database): "dgst" + a purpose.
-MIGRATION_LOCK = 0x64677374_0001
-SCHEDULER_LOCK = 0x64677374_0002
 # Tables every digestd database has had since the first release: one of them means "not fresh".
 _KNOWN_TABLES = {"papers", "users", "digests"}
 
@@ -28,6 +27,7 @@ class SchemaState:
     head: str                    # the revision this code needs
     legacy: bool = False         # tables without a version: made before migrations
     known: bool = True           # False: a revision from a newer digestd
+    url: str = ""                # the database, password hidden (for messages)
 
     @property
     def fresh(self) -> bool:
@@ -89,8 +89,7 @@ def upgrade(engine: sa.Engine) -> tuple[SchemaState, SchemaState]:
     postgres = engine.dialect.name == "postgresql"
     with engine.connect() as conn:
         if postgres:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
-            conn.commit()
+            locks.lock(conn, locks.MIGRATION_LOCK)
         try:
             before = _state(conn)
             conn.rollback()
@@ -104,5 +103,4 @@ def upgrade(engine: sa.Engine) -> tuple[SchemaState, SchemaState]:
             return before, after
         finally:
             if postgres:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
-                conn.commit()
+                locks.unlock(conn, locks.MIGRATION_LOCK)
