@@ -279,6 +279,8 @@ class UserSettings(_Strict):
 
     @model_validator(mode="after")
     def _pin_and_exclude(self):
+        if not (self.pin_keywords and self.exclude_keywords):
+            return self      # nothing to compare: every command loads the config, none should load the ranker for it
         from .rank.controls import phrase_form
 
         excluded = {phrase_form(kw) for kw in self.exclude_keywords}

@@ -13,6 +13,8 @@ import re
 
 from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_latex_context_db
 
+from .safety import clean_text
+
 # $...$ (or $$...$$) on one stretch of text, not spanning another $.
 _MATH = re.compile(r"\$\$?([^$]+?)\$?\$")
 _MACRO = re.compile(r"\\[A-Za-z]+|\\[^A-Za-z\s]|\{\\")
@@ -68,6 +70,4 @@ def _prose(s: str) -> str:
 def readable(text: str | None, *, one_line: bool = False) -> str:
     """Stored text as a reader sees it anywhere (mail, feed, pages): TeX as Unicode, then no
     control characters (``safety.clean_text``)."""
-    from .safety import clean_text
-
     return clean_text(latex_to_unicode(text), one_line=one_line) if text else ""
