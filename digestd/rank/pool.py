@@ -218,6 +218,17 @@ def reader_rows(model: UserModel) -> tuple[list[bytes], list[bytes]]:
     return entry[1], entry[2]
 
 
+def remember_row_keys(model: UserModel, pos_keys: list[bytes], neg_keys: list[bytes]) -> None:
+    """``reader_rows(model)``, given: training knows which of its readers' rows are one row and
+    hashes each once, where hashing every reader's copy took a third of a millisecond a reader."""
+    for m in (model.pos_sparse, model.neg_sparse):
+        if not m.has_sorted_indices:
+            m.sort_indices()
+    key = id(model)
+    ref = weakref.ref(model, lambda _r, key=key: _ROW_KEYS.pop(key, None))
+    _ROW_KEYS[key] = (ref, pos_keys, neg_keys)
+
+
 def row_keys(sparse: sp.csr_matrix, dense: np.ndarray) -> list[bytes]:
     """A content hash per row (sparse and dense views): equal rows score equally, so readers who
     liked the same paper share one similarity row."""
