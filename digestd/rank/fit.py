@@ -58,7 +58,7 @@ class FitCache:
 
 
 def _decay(at: dt.datetime | None, now: dt.datetime, half_life: float) -> float:
-    if at is None:
+    if at is None or half_life == float("inf"):      # votes do not age (the default): 0.5 ** 0
         return 1.0
     if (at.tzinfo is None) != (now.tzinfo is None):
         at = at.replace(tzinfo=now.tzinfo)

@@ -178,7 +178,7 @@ class PassPool:
         with self._lock:
             slots = [self._sims_slot.get(k) for k in keys]
             if all(s is not None for s in slots):
-                return self._sims[np.ix_(slots, list(cols))]
+                return self._sims[np.ix_(slots, np.asarray(cols))]
         return self.sparse_sims(keys, rows)[:, cols]
 
     # -- per-paper caches for explanations ---------------------------------------------------
