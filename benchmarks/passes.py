@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-STAGES = ("fetch", "store", "featurise", "train", "score", "select", "explain", "render", "smtp")
+STAGES = ("fetch", "encode", "store", "featurise", "train", "score", "select", "explain", "render", "smtp")
 
 
 def has_pipeline() -> bool:

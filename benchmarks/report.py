@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .passes import STAGES
+
 FULL = (10_000, 2_000)
 GB = 1.5e9 / 2**20          # 1.5 GB in MiB, the unit of peak_rss_mb (ru_maxrss / 1024)
 
@@ -69,7 +71,7 @@ def table(result: dict) -> str:
     lines += ["", f"{'stage (cold pass)':<22}{'seconds':>10}{'warm':>10}"]
     warm = (result.get("warm") or {}).get("timings", {})
     outside = set(result["cold"].get("timed_outside", []))
-    for s in ("fetch", "store", "featurise", "train", "score", "select", "explain", "render", "smtp"):
+    for s in STAGES:
         mark = " (timed outside the pass)" if s in outside else ""
         lines.append(f"{s:<22}{_fmt(result[f'{s}_s']):>10}{_fmt(warm.get(s)):>10}{mark}")
     lines.append(f"{'whole pass':<22}{_fmt(result['end_to_end_s']):>10}{_fmt(result['warm_s']):>10}")

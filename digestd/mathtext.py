@@ -49,6 +49,13 @@ def latex_to_unicode(text: str | None) -> str:
     """``text`` with its LaTeX math and macros as Unicode; text without any comes back unchanged."""
     if not text or ("$" not in text and "\\" not in text and "{" not in text):
         return text or ""
+    return _converted(text)
+
+
+# A pass shows the same few thousand papers to every reader, batch after batch, and pylatexenc takes
+# about a millisecond a field: each distinct text is converted once per process (bounded, a few MB).
+@functools.lru_cache(maxsize=16384)
+def _converted(text: str) -> str:
     out = []
     last = 0
     for m in _MATH.finditer(text):

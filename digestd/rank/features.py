@@ -182,11 +182,12 @@ class FeatureSpace:
             return sp.csr_matrix((0, N_FEATURES))
         return self._weight(self._term_counts(papers))
 
-    def transform_text(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Free text (keywords, sentences) into the same TF-IDF space."""
+    def transform_text(self, texts: Sequence[str], counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
+        """Free text (keywords, sentences) into the same TF-IDF space; ``counts``: their
+        ``text_counts``, when the caller has them already."""
         if not texts:
             return sp.csr_matrix((0, N_FEATURES))
-        return self._weight(self.text_counts(texts))
+        return self._weight(counts if counts is not None else self.text_counts(texts))
 
     def dense(self, papers: Sequence[PaperText], counts: sp.csr_matrix | None = None) -> np.ndarray:
         """Topic vectors (LSA; joined to sentence embeddings with that backend), L2-normalised."""
@@ -236,6 +237,16 @@ class FeatureSpace:
         topics = self.topics(self.text_counts(texts))
         if self.backend == "embeddings":
             return _join(self._paper_encoder().texts(texts), topics)
+        return topics
+
+    def dense_text_lexical(self, texts: Sequence[str], counts: sp.csr_matrix | None = None) -> np.ndarray:
+        """``dense_text`` from this corpus's vocabulary alone: with the sentence encoder, its part of
+        the vector is left at zero. Highlights weigh every sentence of every picked paper on every
+        pass; running the encoder on them cost more than the whole ranking (111 s of a 1,000-reader
+        pass), while the topic part still says which sentence carries the reader's words."""
+        topics = self.topics(counts if counts is not None else self.text_counts(texts))
+        if self.backend == "embeddings":
+            return np.hstack([np.zeros((len(texts), space_dim(self) - topics.shape[1])), topics])
         return topics
 
     def _paper_encoder(self):

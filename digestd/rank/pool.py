@@ -181,8 +181,9 @@ class PassPool:
         split = [sentences(self.papers[r].abstract) for r in todo]
         multi = [i for i, sents in enumerate(split) if len(sents) > 1]
         flat = [s for i in multi for s in split[i]]
-        xs = sp.csr_matrix(self.space.transform_text(flat)) if flat else None
-        dense = self.space.dense_text(flat) if (flat and with_dense) else None
+        counts = self.space.text_counts(flat) if flat else None      # hashed once for both views
+        xs = sp.csr_matrix(self.space.transform_text(flat, counts)) if flat else None
+        dense = self.space.dense_text_lexical(flat, counts) if (flat and with_dense) else None
         at = dict(zip(multi, np.cumsum([0] + [len(split[i]) for i in multi])[:-1].tolist()))
         for i, r in enumerate(todo):
             paper, sents = self.papers[r], split[i]
