@@ -420,3 +420,26 @@ def test_fetch_and_run_once_encode_the_papers_they_bring_right_after_the_fetch(e
     assert set(paper_encodings(fake, papers).values()) == {1}
     pipeline.compose_one(app, app.settings.users[0], NOW.date(), NOW)
     assert fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1
+
+
+def test_a_fetch_that_brings_more_papers_than_the_background_holds_encodes_every_one_of_them_at_once(
+        emb_app, monkeypatch):
+    new_app, papers, store = emb_app
+    app, fake = new_app()
+    monkeypatch.setattr("digestd.pipeline.corpus.BACKGROUND_SIZE", 50)
+    # A catch-up over many days: 120 papers listed long ago, older than the newest 50 the background keeps.
+    old = [FetchedPaper(key=f"2401.{i:05d}", title=f"Coupled oscillators on lattices, part {i}",
+                        abstract=f"We study synchronisation regime {i} on square lattices.") for i in range(120)]
+
+    def fetch_source(app_, src, *a, **kw):
+        store.upsert_papers(src.name, NOW.date() - dt.timedelta(days=30), old, NOW - dt.timedelta(days=30))
+        return [pipeline.FetchOutcome(source=src.name, day=NOW.date(), papers=len(old), new_papers=len(old),
+                                      new_listings=len(old), listed=[p.key for p in old])]
+
+    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source", fetch_source)
+    pipeline.fetch_all(app)
+    assert all(fake.seen[f"{p.title}. {p.abstract}"] == 1 for p in old)
+    # A reader who votes on one of them trains without running the model again.
+    app.store.set_vote("alice", old[0].key, "up", "cli", NOW)
+    pipeline.compose_one(app, app.settings.users[0], NOW.date(), NOW)
+    assert all(fake.seen[f"{p.title}. {p.abstract}"] == 1 for p in old)

@@ -211,3 +211,15 @@ def test_a_stored_model_leaves_its_interest_centroids_out_and_rebuilds_them_bit_
         assert (many[p.user_id].centroids_sparse != m.centroids_sparse).nnz == 0
         assert np.array_equal(many[p.user_id].centroids_dense, m.centroids_dense)
     assert isinstance(persist.loads_many([("x", b"garbage")])["x"], StoredModelError)
+
+
+def test_a_fitted_model_carries_the_row_keys_a_stored_copy_of_it_gets(world):
+    from digestd.rank.pool import reader_rows, row_keys
+
+    space, bg, background, older = world
+    people = readers(background, older, n=8, seed=5)
+    for profile, model in zip(people, fit_readers(people, space, bg, NOW)):
+        back = persist.loads(persist.dumps(model), profile.user_id)
+        assert reader_rows(model) == reader_rows(back)
+        assert reader_rows(model) == (row_keys(model.pos_sparse, model.pos_dense), row_keys(model.neg_sparse, model.neg_dense))
+        assert model.pos_sparse.has_sorted_indices and model.neg_sparse.has_sorted_indices

@@ -81,6 +81,25 @@ def warm_corpus(app: "App") -> None:
             corpus.featurized
 
 
+def encode_listed(app: "App", keys: Sequence[str]) -> None:
+    """With the sentence encoder, every paper a fetch listed has its vector made and kept now, not
+    only the background's newest ``BACKGROUND_SIZE``: a fetch catching up on many days brings older
+    papers too, and a reader who votes on one would otherwise pay its encoding in their next digest."""
+    from ..rank.embeddings import resolve_backend
+
+    if not keys or resolve_backend(app.settings.ranking.backend) != "embeddings":
+        return
+    with _CORPUS_LOCK:
+        held = {p.key for p in _current_corpus(app).papers}
+    outside = [k for k in dict.fromkeys(keys) if k not in held]
+    if not outside:
+        return
+    with stage(app, "store"):
+        papers = app.store.papers_by_keys(outside)
+    with stage(app, "encode"):
+        paper_encoder(app).papers([paper_text(papers[k]) for k in outside if k in papers])
+
+
 def _current_corpus(app: "App") -> Corpus:
     """The background and its feature space.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import ids
@@ -37,6 +37,7 @@ class FetchOutcome:
     not_modified: bool = False
     error: str | None = None
     skipped: str | None = None
+    listed: list[str] = field(default_factory=list, repr=False)    # the keys of the papers it listed
 
 
 # After downtime, the Hugging Face API is asked for at most this many missed days.
@@ -99,7 +100,8 @@ def fetch_source(app: "App", src: SourceSettings, day: dt.date | None = None, *,
         total = 0
         last = None
         for d, res in results:
-            out = FetchOutcome(src.name, d, papers=len(res.papers), not_modified=res.not_modified)
+            out = FetchOutcome(src.name, d, papers=len(res.papers), not_modified=res.not_modified,
+                               listed=[fp.key for fp in res.papers])
             if res.papers:
                 with stage(app, "store"):
                     out.new_papers, out.new_listings = app.store.upsert_papers(src.name, res.day or d, res.papers, now)
@@ -189,18 +191,19 @@ def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None,
         log.error("could not complete seed papers: %s", shown(f"{type(e).__name__}: {e}", 300),
                   extra={"source": "arxiv-api"})
     if any(o.new_papers for o in outcomes):
-        _vectors_now(app)
+        _vectors_now(app, [k for o in outcomes for k in o.listed])
     return outcomes
 
 
-def _vectors_now(app: "App") -> None:
+def _vectors_now(app: "App", listed: list[str]) -> None:
     """Right after the fetch that brought them (as the daemon does per source), the new papers'
     vectors are made, and with the sentence encoder kept in the database: `fetch` and `run --once`
     pay the encoding once, here, not the first digest that is due."""
-    from .corpus import warm_corpus
+    from .corpus import encode_listed, warm_corpus
 
     try:
         warm_corpus(app)
+        encode_listed(app, listed)
     except Exception as e:  # noqa: BLE001 - the next pass builds them; a fetch has still succeeded
         from ..safety import shown
 

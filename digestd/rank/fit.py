@@ -26,6 +26,7 @@ from ..models import PaperText, ProfileInput
 from .features import N_FEATURES, FeatureSpace, Featurized, featurize, space_dim
 from .interests import centroids, cluster, gram_blocks
 from .logistic import SharedNegatives, fit_logistic
+from .pool import remember_row_keys, row_keys
 from .profile import Anchor, Params, UserModel, params_for
 from .score import calibrate
 from .terms import profile_terms, text_key
@@ -57,7 +58,7 @@ class FitCache:
 
 
 def _decay(at: dt.datetime | None, now: dt.datetime, half_life: float) -> float:
-    if at is None:
+    if at is None or half_life == float("inf"):      # votes do not age (the default): 0.5 ** 0
         return 1.0
     if (at.tzinfo is None) != (now.tzinfo is None):
         at = at.replace(tzinfo=now.tzinfo)
@@ -278,6 +279,12 @@ def _fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, bg: Feat
     keys = [[rows.items[h][0] for h in plans[i].papers] for i in full]
     for i, terms in zip(full, profile_terms(readers, space, cache.terms, cache.idf, keys)):
         models[i].profile_terms = terms
+    # Scoring shares a row between readers by its content key: hashed here once per distinct row
+    # (sorted as scoring sorts them, so a model read back from the store gets the same keys).
+    rows.sparse.sort_indices()
+    hashed = row_keys(rows.sparse, rows.dense)
+    for plan, model in zip(plans, models):
+        remember_row_keys(model, [hashed[h] for h in plan.rows], [hashed[h] for h in plan.downs])
     return models
 
 

@@ -31,6 +31,7 @@ NEAR_SHARE = 0.04              # a liked paper among a paper's nearest 4% of the
 DENSE_OPERATOR_MAX = 4000      # above this many papers the (n, n) operator costs more than iterating
 SERIES_TOLERANCE = 1e-6        # the sparse path sums the series until alpha^t is below this
 SIMS_CACHE_BYTES = 256 << 20   # anchor-row similarities kept for selection and explanations
+EDGES_CACHE_ROWS = 200_000    # anchor rows whose edges are kept (a few hundred entries each)
 _SIMS_CHUNK = 2048             # anchor rows per sparse product: bounds the product's temporary
 
 
@@ -50,6 +51,22 @@ class Diffusion:
     alpha: float
     operator: np.ndarray | None        # alpha (I - alpha S)^-1, float32, when the pool is small enough
     norm_graph: sp.csr_matrix          # S = D^-1/2 A D^-1/2
+    _edges: dict = field(default_factory=dict, repr=False)   # anchor row key -> (columns, weights) of its edges
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def known_edges(self, keys: Sequence[bytes]) -> list:
+        """Per anchor row key, its edges (columns, weights) if an earlier batch found them, else None:
+        readers of every batch like the same recent papers, and an anchor's edges depend on its row only."""
+        with self._lock:
+            return [self._edges.get(k) for k in keys]
+
+    def remember_edges(self, keys: Sequence[bytes], edges: np.ndarray) -> None:
+        with self._lock:
+            if len(self._edges) + len(keys) > EDGES_CACHE_ROWS:
+                self._edges.clear()
+            for k, row in zip(keys, edges):
+                cols = np.flatnonzero(row)
+                self._edges[k] = (cols, row[cols])
 
     def apply(self, r: np.ndarray) -> np.ndarray:
         """``r @ alpha (I - alpha S)^-1`` for restart rows ``r`` (B, n): one product when dense."""
@@ -161,7 +178,7 @@ class PassPool:
         with self._lock:
             slots = [self._sims_slot.get(k) for k in keys]
             if all(s is not None for s in slots):
-                return self._sims[np.ix_(slots, list(cols))]
+                return self._sims[np.ix_(slots, np.asarray(cols))]
         return self.sparse_sims(keys, rows)[:, cols]
 
     # -- per-paper caches for explanations ---------------------------------------------------
@@ -217,6 +234,17 @@ def reader_rows(model: UserModel) -> tuple[list[bytes], list[bytes]]:
         entry = (ref, row_keys(model.pos_sparse, model.pos_dense), row_keys(model.neg_sparse, model.neg_dense))
         _ROW_KEYS[key] = entry
     return entry[1], entry[2]
+
+
+def remember_row_keys(model: UserModel, pos_keys: list[bytes], neg_keys: list[bytes]) -> None:
+    """``reader_rows(model)``, given: training knows which of its readers' rows are one row and
+    hashes each once, where hashing every reader's copy took a third of a millisecond a reader."""
+    for m in (model.pos_sparse, model.neg_sparse):
+        if not m.has_sorted_indices:
+            m.sort_indices()
+    key = id(model)
+    ref = weakref.ref(model, lambda _r, key=key: _ROW_KEYS.pop(key, None))
+    _ROW_KEYS[key] = (ref, pos_keys, neg_keys)
 
 
 def row_keys(sparse: sp.csr_matrix, dense: np.ndarray) -> list[bytes]:

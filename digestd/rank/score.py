@@ -103,11 +103,21 @@ def _components(models: Sequence[UserModel], pool: PassPool, *, interest: bool) 
     mix = p.dense_mix
     view = pool.diffusion(p)
     rows = _flatten(models, pool)
-    s_sparse = pool.sparse_sims(rows.keys, rows.sparse)
-    s_dense = rows.dense @ pool.dense.T
-    sims = (1 - mix) * s_sparse + mix * s_dense
     b = len(models)
-    out = {"diffusion": _diffusion(rows, sims, view, b, pool.n)}
+    used, local = np.unique(rows.anchor_row, return_inverse=True)
+    known = view.known_edges([rows.keys[i] for i in used.tolist()])
+    # Similarities to the pool only for the rows that need them: anchors whose edges an earlier
+    # batch did not find (most liked papers recur from batch to batch), thumbs-down, and every
+    # row when the interest component is on. Each row's similarities are the same whichever rows
+    # are computed with it.
+    need = np.arange(len(rows.keys)) if interest else \
+        np.union1d(used[[e is None for e in known]], rows.neg_row).astype(np.int64)
+    at = np.full(len(rows.keys), -1)
+    at[need] = np.arange(len(need))
+    s_sparse = pool.sparse_sims([rows.keys[i] for i in need.tolist()], rows.sparse[need])
+    s_dense = rows.dense[need] @ pool.dense.T
+    sims = (1 - mix) * s_sparse + mix * s_dense
+    out = {"diffusion": _diffusion(rows, local, _edges(rows, used, known, sims, at, view), view, b, pool.n)}
     has = {"diffusion": np.ones(b, bool), "hub": np.ones(b, bool)}
     if interest:
         out["interest"], has["interest"] = _interest(models, rows, s_sparse, s_dense, mix), np.ones(b, bool)
@@ -123,7 +133,7 @@ def _components(models: Sequence[UserModel], pool: PassPool, *, interest: bool) 
     out["hub"] = view.deg.astype(np.float32)
     has["dislike"] = np.diff(rows.neg_ptr) > 0
     if has["dislike"].any():
-        out["dislike"] = _segment_max(sims[rows.neg_row], rows.neg_ptr, pool.n)
+        out["dislike"] = _segment_max(sims[at[rows.neg_row]], rows.neg_ptr, pool.n)
     return out, has
 
 
@@ -154,7 +164,24 @@ def _anchor_edges(sims: np.ndarray, view: Diffusion) -> np.ndarray:
     return np.where(mask, np.maximum(sims, 0.0), 0.0).astype(np.float32)
 
 
-def _diffusion(rows: _Rows, sims: np.ndarray, view: Diffusion, b: int, n: int) -> np.ndarray:
+def _edges(rows: _Rows, used: np.ndarray, known: list, sims: np.ndarray, at: np.ndarray, view: Diffusion) -> np.ndarray:
+    """(len(used), n) float32: the edges of the anchor rows ``used``, from ``known`` (the view's
+    memo) or from their similarities ``sims[at[row]]``, remembered for the next batch."""
+    edges = np.zeros((len(used), view.kth.shape[0]), dtype=np.float32)
+    new = [j for j, e in enumerate(known) if e is None]
+    if new:
+        fresh = _anchor_edges(sims[at[used[new]]], view)
+        edges[new] = fresh
+        view.remember_edges([rows.keys[i] for i in used[new].tolist()], fresh)
+    old = [j for j, e in enumerate(known) if e is not None]
+    if old:
+        cols = [known[j][0] for j in old]
+        edges[np.repeat(np.array(old), [len(c) for c in cols]), np.concatenate(cols)] = \
+            np.concatenate([known[j][1] for j in old])
+    return edges
+
+
+def _diffusion(rows: _Rows, local: np.ndarray, edges: np.ndarray, view: Diffusion, b: int, n: int) -> np.ndarray:
     """Personalised PageRank from each reader's anchors, all readers in one operator product.
 
     The walk of the anchors-as-nodes graph (pool block normalised with the degrees the anchors
@@ -162,15 +189,14 @@ def _diffusion(rows: _Rows, sims: np.ndarray, view: Diffusion, b: int, n: int) -
     ``S'`` (per reader) becomes the pool's own ``S`` (shared) and the echo term is dropped, while
     the restart ``E' w`` keeps the reader's degrees: measured the closest of the shared forms to
     the per-reader walk (0.01-0.02 background sd at the top 50 on citeulike-dev users, where
-    adding a degree damping or the echo moves it 0.03-0.09)."""
+    adding a degree damping or the echo moves it 0.03-0.09). ``edges``: those of the distinct
+    anchor rows, ``local``: which of them each anchor is."""
     a = view.alpha
-    used, local = np.unique(rows.anchor_row, return_inverse=True)
-    edges = _anchor_edges(sims[used], view)
     deg_anchor = edges.sum(axis=1, dtype=np.float64)
     inv_a = (1.0 / np.sqrt(np.where(deg_anchor > 0, deg_anchor, 1.0))).astype(np.float32)
     occ = (rows.anchor_reader, local)
-    weights = sp.csr_matrix((rows.anchor_weight.astype(np.float32) * inv_a[local], occ), shape=(b, len(used)))
-    counts = sp.csr_matrix((np.ones(len(local), dtype=np.float32), occ), shape=(b, len(used)))
+    weights = sp.csr_matrix((rows.anchor_weight.astype(np.float32) * inv_a[local], occ), shape=(b, len(edges)))
+    counts = sp.csr_matrix((np.ones(len(local), dtype=np.float32), occ), shape=(b, len(edges)))
     deg_aug = counts @ edges                                               # the reader's anchors join the graph
     deg_aug += view.deg.astype(np.float32)[None, :]
     restart = weights @ edges
