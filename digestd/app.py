@@ -6,9 +6,8 @@ import socket
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import httpx
 
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -16,13 +15,18 @@ from .errors import ConfigError
 from .store import Store, open_store
 from .tokens import Signer, load_or_create_secret
 
+if TYPE_CHECKING:
+    import httpx
+
 
 @dataclass
 class App:
     settings: Settings
     store: Store
     clock: Clock
-    http: object                       # sources.http.HttpClient
+    # Builds the sources.http.HttpClient on first use of ``http``: httpx and the source parsers
+    # cost a third of a second to import, and most commands (`digest`, `feed`, `status`) never fetch.
+    http_factory: Callable[[], object]
     signer: Signer
     mailer_factory: Callable[[], AbstractContextManager]
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -35,6 +39,13 @@ class App:
     # A configuration problem a daemon pass ran into (say, the SMTP password file went away):
     # /healthz is not ok until a delivery pass gets past it.
     config_problem: str | None = None
+    _http: object | None = field(default=None, repr=False)
+
+    @property
+    def http(self):
+        if self._http is None:
+            self._http = self.http_factory()
+        return self._http
 
     def embedder(self):
         if self.embedder_factory is None:
@@ -77,7 +88,7 @@ class App:
 
     def close(self) -> None:
         self.store.dispose()
-        close = getattr(self.http, "close", None)
+        close = getattr(self._http, "close", None)
         if close:
             close()
 
@@ -96,8 +107,6 @@ def build_app(settings: Settings, *, clock: Clock | None = None, transport: http
               mailer_factory: Callable[[], AbstractContextManager] | None = None, store: Store | None = None,
               sync_users: bool = True, embedder_factory: Callable[[], object] | None = None,
               migrate: bool = True) -> App:
-    from .sources.http import HttpClient, HttpLimits
-
     try:
         # Owner only, when digestd creates it: it holds the database, the signing key and the outbox.
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -107,11 +116,15 @@ def build_app(settings: Settings, *, clock: Clock | None = None, transport: http
     clock = clock or SystemClock()
     store = store or open_store(settings.database_url, migrate=migrate)
     signer = Signer(load_or_create_secret(settings.secret_key_path))
-    f = settings.fetch
-    http = HttpClient(transport, user_agent=f"digestd/0.1 (+{settings.digestd.base_url})", timeout=f.timeout_seconds,
-                      limits=HttpLimits(deadline=f.deadline_seconds, max_body_bytes=f.max_body_bytes,
-                                        max_redirects=f.max_redirects, max_retry_after=f.max_retry_after_seconds))
-    app = App(settings=settings, store=store, clock=clock, http=http, signer=signer,
+
+    def http():
+        from .sources.http import HttpClient, HttpLimits
+
+        f = settings.fetch
+        return HttpClient(transport, user_agent=f"digestd/0.1 (+{settings.digestd.base_url})", timeout=f.timeout_seconds,
+                          limits=HttpLimits(deadline=f.deadline_seconds, max_body_bytes=f.max_body_bytes,
+                                            max_redirects=f.max_redirects, max_retry_after=f.max_retry_after_seconds))
+    app = App(settings=settings, store=store, clock=clock, http_factory=http, signer=signer,
               mailer_factory=mailer_factory or default_mailer_factory(settings), embedder_factory=embedder_factory)
     if sync_users:
         store.sync_users(settings.users, clock.now())

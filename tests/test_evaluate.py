@@ -93,3 +93,25 @@ def test_a_malformed_line_names_the_file_and_line(tmp_path):
     err = io.StringIO()
     assert evaluate.run(PAPERS, str(bad), methods=["random"], out=io.StringIO(), err=err) == 2
     assert f"{bad}:3:" in err.getvalue()
+
+
+def test_both_digestd_backends_in_one_eval_rank_exactly_as_if_each_fitted_its_own_space():
+    import numpy as np
+
+    from test_embeddings import FakeEncoder
+
+    from digestd.eval_methods import Context, _digestd_setup
+    from digestd.rank import featurize, fit_space, params_for
+    from digestd.rank.embeddings import PaperEncoder
+
+    papers = evaluate.load_papers(PAPERS)
+    ctx = Context(papers, "embeddings", io.StringIO(), embedder=FakeEncoder())
+    for backend in ("embeddings", "tfidf"):
+        space, pool = _digestd_setup(ctx, params_for(backend), backend)
+        own = fit_space(papers, backend, encoder=PaperEncoder(FakeEncoder()) if backend == "embeddings" else None)
+        alone = featurize(own, papers)
+        assert space.backend == backend
+        assert np.array_equal(space.idf, own.idf) and np.array_equal(space.svd_components, own.svd_components)
+        assert (pool.feats.sparse != alone.sparse).nnz == 0
+        assert np.array_equal(pool.feats.dense, alone.dense)
+    assert ctx._cache["space"].backend == "tfidf"       # fitted once, shared by both

@@ -74,3 +74,14 @@ def test_a_fitted_space_survives_pickling_with_its_idf_exact():
     assert np.array_equal(back.idf, space.idf) and np.array_equal(back.bm25_idf, space.bm25_idf)
     assert len(blob) < space.idf.nbytes / 4
     assert abs(back.transform(corpus) - space.transform(corpus)).max() == 0
+
+
+def test_a_token_hashing_to_int32_min_lands_in_scikit_learns_column(monkeypatch):
+    class Murmur:           # no short token is known to hash to INT32_MIN: stand one in
+        @staticmethod
+        def hash(token, seed=0, signed=True):
+            return -2147483648 if token == "edge" else 12345
+
+    monkeypatch.setattr(hashing, "mmh3", Murmur)
+    n = 1000                 # not a power of two, where the special case matters
+    assert hashing.columns(["edge", "other"], n).tolist() == [(2147483647 - (n - 1)) % n, 12345 % n]

@@ -161,3 +161,22 @@ def test_a_command_on_a_fresh_database_sets_it_up_without_an_extra_step(tmp_path
     cfg = _config(tmp_path, f"sqlite:///{tmp_path / 'new.db'}")
     assert cli.main(["--config", cfg, "status"]) == cli.EXIT_OK
     assert "alice" in capsys.readouterr().out
+
+
+def test_the_head_read_from_the_migration_files_is_alembics_head():
+    from digestd.store import schema
+
+    assert schema._plain_head() == head_revision()
+
+
+def test_a_current_database_is_known_current_without_importing_alembic(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    open_store(url).dispose()
+    code = ("import sys; from digestd.store import open_store; open_store(sys.argv[1]).dispose(); "
+            "print('alembic' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"
+    assert schema_state(sa.create_engine(url)).up_to_date

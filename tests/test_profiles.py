@@ -117,6 +117,16 @@ def test_the_space_identity_follows_the_fitted_space_and_its_background(corpus):
     assert persist.space_identity(FeatureSpace.fit(papers[:-1]), papers) != ident
 
 
+def test_a_stored_space_loads_back_exact_whether_written_plain_or_compressed_by_an_earlier_version(corpus):
+    space, papers = corpus
+    plain = persist.dumps_space(space)
+    for blob in (plain, zlib.compress(plain, 1)):
+        back = persist.loads_space(blob)
+        assert np.array_equal(back.idf, space.idf) and np.array_equal(back.svd_components, space.svd_components)
+        assert persist.space_identity(back, papers) == persist.space_identity(space, papers)
+    assert persist.loads_space(b"damaged") is None and persist.loads_space(plain[:-10]) is None
+
+
 @pytest.mark.parametrize("blob", [b"not a model", zlib.compress(b"\x80\x05junk"), zlib.compress(pickle.dumps({"a": 1})),
                                   zlib.compress(b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x14digestd.rank.profile"
                                                 b"\x94\x8c\x07Gone\x94\x93\x94.")])

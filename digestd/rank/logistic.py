@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit
 
 TOL = 1e-4          # stop a reader when no coefficient moves by more than this (relative to the largest):
                     # measured within 3e-5 of the exact optimum, in 7 steps; sklearn's lbfgs default is as loose
@@ -55,6 +54,10 @@ def fit_logistic(neg: SharedNegatives, rows: np.ndarray, y: np.ndarray, s: np.nd
     their labels; ``s``: (B, q) their weights (0 for padding); ``v``: (B,) the weight of a shared
     negative for that reader; ``keep``: (n, B) which shared negatives it uses (1) or skips (0).
     A reader's result does not depend on the others in the batch."""
+    # Imported here: scipy.special costs a tenth of a second at import, and a digest whose
+    # reader's model is stored never trains.
+    from scipy.special import expit
+
     n_readers, q, d = rows.shape
     beta_out, b0_out = np.zeros((n_readers, d)), np.zeros(n_readers)
     keep = np.asarray(keep, dtype=np.float64)
