@@ -53,8 +53,10 @@ class Proc:
             self.lines.put(line)
         self.lines.put(None)
 
-    def wait_for(self, text: str, timeout: float = 60) -> bool:
-        """Block until a log line contains ``text``; False if the process ended first."""
+    def wait_for(self, text: str, timeout: float = 300) -> bool:
+        """Block until a log line contains ``text``; False if the process ended first. The first
+        fetch encodes the demo's papers before it reports (about 35 s on a quiet 2-core machine,
+        over 60 s on a busy one), so the wait is generous: it bounds a hang, not the speed."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             try:
