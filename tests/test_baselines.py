@@ -135,3 +135,24 @@ def test_the_svm_is_the_balanced_squared_hinge_problem_with_a_regularised_interc
 def test_the_svm_refuses_a_case_without_both_classes():
     with pytest.raises(ValueError):
         linear_svm(np.eye(3), np.ones(3), c=1.0)
+
+
+def test_the_eval_and_a_refit_of_the_topics_run_where_scikit_learn_is_not_installed(tmp_path):
+    """The default install has no scikit-learn: here it is made unimportable, and the baselines, the
+    topic fit (digestd_tfidf refits the space) and the stored models' code identity still work."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['sklearn'] = None\n"           # any import of it now fails
+            "from digestd import evaluate\n"
+            "from digestd.rank.persist import code_identity\n"
+            "code_identity()\n"
+            f"sys.exit(evaluate.run({str(EVAL / 'papers.jsonl')!r}, {str(EVAL / 'ratings.csv')!r}, k=3, n=10,"
+            f" backend='tfidf', methods=['digestd_tfidf', 'tfidf_centroid', 'asl_svm'], cache_dir='',"
+            f" json_path={str(tmp_path / 'r.json')!r}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert set(doc["methods"]) == {"digestd_tfidf", "tfidf_centroid", "asl_svm"}
+    assert all(m["recall"] > 0 for m in doc["methods"].values())
