@@ -5,6 +5,8 @@ TF-IDF vectors of its whole corpus, the user's tagged papers as positives and ev
 negative, then scoring the whole corpus with it (serve.py: ``LinearSVC(class_weight="balanced",
 max_iter=10000, tol=1e-6, C=0.01)``; compute.py: the TF-IDF settings below). Reimplemented here
 from those settings, not copied. Its readers' tags are our up-votes (it has no down-votes).
+It runs on scikit-learn itself, arxiv-sanity-lite's own stack (the test extra, which ``make bench``
+installs), not on digestd.baselines: what is timed is the reference.
 
     python -m benchmarks.asl --users N --papers M --seed S --sample 300 --out FILE
 

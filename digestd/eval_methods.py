@@ -125,8 +125,8 @@ def method_random(ctx: Context, case: UserCase, n: int) -> list[str]:
 
 
 def _plain_tfidf(ctx: Context):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    vec = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=1)
+    from .baselines import Tfidf
+    vec = Tfidf(sublinear_tf=True, min_df=1)       # TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=1)
     return vec.fit_transform([f"{p.title}. {p.abstract}" for p in ctx.papers])
 
 
@@ -139,24 +139,21 @@ def method_tfidf_centroid(ctx: Context, case: UserCase, n: int) -> list[str]:
 
 
 def _asl_tfidf(ctx: Context):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    # Exactly arxiv-sanity-lite's compute.py settings.
-    vec = TfidfVectorizer(input="content", encoding="utf-8", decode_error="replace", strip_accents="unicode",
-                          lowercase=True, analyzer="word", stop_words="english",
-                          token_pattern=r"(?u)\b[a-zA-Z_][a-zA-Z0-9_]+\b", ngram_range=(1, 2),
-                          max_features=20000, norm="l2", use_idf=True, smooth_idf=True,
-                          sublinear_tf=True, max_df=0.1, min_df=5)
+    from .baselines import Tfidf
+    # Exactly arxiv-sanity-lite's compute.py settings (its TfidfVectorizer: lowercase, English stop
+    # words, l2 norm, smoothed IDF, as Tfidf always does).
+    vec = Tfidf(strip_accents=True, token_pattern=r"(?u)\b[a-zA-Z_][a-zA-Z0-9_]+\b", ngram_max=2,
+                max_features=20000, sublinear_tf=True, max_df=0.1, min_df=5)
     return vec.fit_transform([f"{p.title}. {p.abstract}" for p in ctx.papers])
 
 
 def method_asl_svm(ctx: Context, case: UserCase, n: int) -> list[str]:
-    from sklearn.svm import LinearSVC
+    from .baselines import linear_svm
     x = ctx.once("asl_tfidf", lambda: _asl_tfidf(ctx))
     y = np.zeros(len(ctx.papers))
     y[[ctx.index[r.paper] for r in case.train_pos]] = 1
-    clf = LinearSVC(class_weight="balanced", verbose=0, max_iter=10000, tol=1e-6, C=0.01)
-    clf.fit(x, y)
-    scores = clf.decision_function(x)
+    # LinearSVC(class_weight="balanced", C=0.01) solved to its optimum (arxiv-sanity-lite's SVM).
+    scores = linear_svm(x, y, c=0.01)
     return _top(scores, [p.key for p in ctx.papers], {ctx.index[k] for k in case.train_keys}, n)
 
 

@@ -230,7 +230,7 @@ def _single_threaded_blas():
     try:
         from threadpoolctl import threadpool_limits
         return threadpool_limits(1, user_api="blas")
-    except Exception:                    # threadpoolctl ships with scikit-learn; be safe anyway
+    except Exception:                    # threadpoolctl is a dependency; be safe anyway
         import contextlib
         return contextlib.nullcontext()
 

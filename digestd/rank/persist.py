@@ -45,15 +45,15 @@ MAX_AGE = dt.timedelta(days=7)
 
 @functools.cache
 def code_identity() -> str:
-    """Hash of the ranking code (this package's source) and the numeric libraries it runs on."""
-    import importlib.metadata
+    """Hash of the ranking code (this package's source) and the numeric libraries it runs on.
 
+    A library is named here when its arithmetic is in a model: numpy and scipy (the topic SVD's
+    LAPACK calls, the sparse products, the solvers). scikit-learn is not: no part of the ranker
+    runs it any more (rank/svd.py fits the topics), so its presence or version changes no model."""
     import scipy
 
-    # scikit-learn's version from its metadata: importing it would cost a second and a half.
-    sklearn_version = importlib.metadata.version("scikit-learn")
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{MODEL_FORMAT}|{np.__version__}|{scipy.__version__}|{sklearn_version}".encode())
+    h.update(f"{MODEL_FORMAT}|{np.__version__}|{scipy.__version__}".encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         h.update(path.name.encode())
         h.update(path.read_bytes())
