@@ -75,6 +75,10 @@ def table(result: dict) -> str:
         mark = " (timed outside the pass)" if s in outside else ""
         lines.append(f"{s:<22}{_fmt(result[f'{s}_s']):>10}{_fmt(warm.get(s)):>10}{mark}")
     lines.append(f"{'whole pass':<22}{_fmt(result['end_to_end_s']):>10}{_fmt(result['warm_s']):>10}")
+    if result.get("encode_s"):
+        # The daemon encodes a day's papers right after their fetch, hours before the digests are due.
+        lines.append(f"{'  without encode':<22}{_fmt(result['end_to_end_s'] - result['encode_s']):>10}"
+                     "            (the daemon encodes at the fetch, before send_at)")
     lines += ["", f"scores/s {_fmt(result['scores_per_s'])}   emails/s {_fmt(result['emails_per_s'])}   "
               f"peak RSS {_fmt(result['peak_rss_mb'], 'MiB')}   asl_ratio {_fmt(result['asl_ratio'])}"
               + (f" ({result['asl_ratio_basis']})" if result.get("asl_ratio_basis") else ""),
