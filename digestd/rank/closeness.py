@@ -88,8 +88,8 @@ def interest_at(model: UserModel, pool: PassPool, cols: np.ndarray) -> np.ndarra
     ws, wd = _interest_weights(model)
     keys, _ = pool.reader_rows(model)
     out = ws @ pool.sparse_sims_at(keys, model.pos_sparse, cols)
-    if model.pos_dense.shape[1] == pool.feats.dense.shape[1]:
-        out += wd @ (model.pos_dense @ pool.feats.dense[cols].T)
+    if model.pos_dense.shape[1] == pool.dense.shape[1]:
+        out += wd @ _dense_sims(model, pool, cols)
     return out.max(axis=0)
 
 
@@ -107,10 +107,17 @@ def closeness_at(model: UserModel, pool: PassPool, cols: np.ndarray) -> tuple[np
     mix = model.params.dense_mix
     keys, _ = pool.reader_rows(model)
     s_sparse = pool.sparse_sims_at(keys, model.pos_sparse, cols)
-    s_dense = model.pos_dense @ pool.feats.dense[cols].T if model.pos_dense.shape[1] == pool.feats.dense.shape[1] \
+    s_dense = _dense_sims(model, pool, cols) if model.pos_dense.shape[1] == pool.dense.shape[1] \
         else np.zeros_like(s_sparse)
     anchor = ((1 - mix) * s_sparse + mix * s_dense).max(axis=0)
     if not model.centroids_dense.shape[0]:
         return anchor, np.zeros(len(cols))
     ws, wd = _interest_weights(model)
     return anchor, (ws @ s_sparse + wd @ s_dense).max(axis=0)
+
+
+def _dense_sims(model: UserModel, pool: PassPool, cols: np.ndarray) -> np.ndarray:
+    """The anchors' topic cosines at ``cols``, in float32 as scoring computes them (the sparse view
+    here is float32 already): the product and the gather of the pool's rows were most of a reader's
+    selection time in float64, and closeness only decides which side of a threshold a paper lies."""
+    return model.pos_dense.astype(np.float32) @ pool.dense[cols].T
