@@ -443,3 +443,20 @@ def test_a_fetch_that_brings_more_papers_than_the_background_holds_encodes_every
     app.store.set_vote("alice", old[0].key, "up", "cli", NOW)
     pipeline.compose_one(app, app.settings.users[0], NOW.date(), NOW)
     assert all(fake.seen[f"{p.title}. {p.abstract}"] == 1 for p in old)
+
+
+def test_encoding_batches_hold_many_short_texts_and_few_long_ones_within_the_token_budget():
+    lengths = [3] * 100 + [200] * 3 + [600]
+    parts = embeddings.token_batches(lengths, 512)
+    assert [i for p in parts for i in range(len(lengths))[p]] == list(range(len(lengths)))   # every text, once, in order
+    assert all(len(lengths[p]) * max(lengths[p]) <= 512 or len(lengths[p]) == 1 for p in parts)
+    assert len(lengths[parts[0]]) == 100              # the short texts share one batch
+    assert [len(lengths[p]) for p in parts[-3:]] == [2, 1, 1]    # long ones two at a time, the longest alone
+
+
+@real_model
+@pytest.mark.embeddings
+def test_the_vectors_do_not_depend_on_how_texts_are_batched():
+    texts = [p.abstract for p in eval_papers(12)] + ["graph spectra", "protein interaction networks"]
+    model = embeddings.load_embedder()
+    assert np.allclose(model.encode(texts), model.encode(texts, budget=1), atol=1e-6)
