@@ -61,7 +61,9 @@ class Context:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digestd"
+    from .rank.model_check import cache_dir
+
+    return cache_dir()
 
 
 class DiskVectors:

@@ -16,8 +16,13 @@ import os
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """digestd's per-user cache: ``$XDG_CACHE_HOME/digestd``, else ``~/.cache/digestd``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digestd"
+
+
 def stamps_path() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digestd" / "model-check.json"
+    return cache_dir() / "model-check.json"
 
 
 def _stamp(path: Path) -> list[int] | None:

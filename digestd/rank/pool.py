@@ -226,25 +226,26 @@ def reader_rows(model: UserModel) -> tuple[list[bytes], list[bytes]]:
     model is not changed after training; calibration only sets mu, sd and threshold)."""
     entry = _ROW_KEYS.get(id(model))
     if entry is None or entry[0]() is not model:
-        for m in (model.pos_sparse, model.neg_sparse):
-            if not m.has_sorted_indices:
-                m.sort_indices()           # explanations look columns up by bisection
-        key = id(model)
-        ref = weakref.ref(model, lambda _r, key=key: _ROW_KEYS.pop(key, None))
-        entry = (ref, row_keys(model.pos_sparse, model.pos_dense), row_keys(model.neg_sparse, model.neg_dense))
-        _ROW_KEYS[key] = entry
+        _sort_rows(model)                  # before hashing: a row's key reads its column order
+        remember_row_keys(model, row_keys(model.pos_sparse, model.pos_dense),
+                          row_keys(model.neg_sparse, model.neg_dense))
+        entry = _ROW_KEYS[id(model)]
     return entry[1], entry[2]
 
 
 def remember_row_keys(model: UserModel, pos_keys: list[bytes], neg_keys: list[bytes]) -> None:
     """``reader_rows(model)``, given: training knows which of its readers' rows are one row and
     hashes each once, where hashing every reader's copy took a third of a millisecond a reader."""
-    for m in (model.pos_sparse, model.neg_sparse):
-        if not m.has_sorted_indices:
-            m.sort_indices()
+    _sort_rows(model)
     key = id(model)
     ref = weakref.ref(model, lambda _r, key=key: _ROW_KEYS.pop(key, None))
     _ROW_KEYS[key] = (ref, pos_keys, neg_keys)
+
+
+def _sort_rows(model: UserModel) -> None:
+    for m in (model.pos_sparse, model.neg_sparse):
+        if not m.has_sorted_indices:
+            m.sort_indices()           # explanations look columns up by bisection
 
 
 def row_keys(sparse: sp.csr_matrix, dense: np.ndarray) -> list[bytes]:
