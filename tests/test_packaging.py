@@ -68,3 +68,30 @@ def test_every_library_digestd_imports_is_declared_and_none_only_for_the_tests()
         if not dists & declared:
             undeclared[name] = sorted(dists)
     assert not undeclared, f"imported by digestd but not a dependency: {undeclared}"
+
+
+def test_precompile_writes_bytecode_for_a_module_imported_only_inside_a_function(tmp_path):
+    """`make venv` installs without bytecode and then compiles what digestd imports: a module named
+    only in a function body must be compiled too, and that even where PYTHONDONTWRITEBYTECODE is set."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "top.py").write_text("def later():\n    import lazydep.inner\n    return lazydep.inner\n")
+    (tmp_path / "lazydep").mkdir()
+    (tmp_path / "lazydep" / "__init__.py").write_text("")
+    (tmp_path / "lazydep" / "inner.py").write_text("VALUE = 1\n")
+    (tmp_path / "unused.py").write_text("VALUE = 2\n")
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import precompile, pathlib; "
+            "print(precompile.precompile(pathlib.Path(sys.argv[1]) / 'pkg', 'pkg'))")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(ROOT / "scripts")], env=env,
+                         capture_output=True, text=True, check=True)
+    assert int(out.stdout.split()[-1]) > 0
+    for module in ("pkg/top.py", "lazydep/inner.py"):
+        assert Path(importlib.util.cache_from_source(str(tmp_path / module))).exists(), module
+    assert not Path(importlib.util.cache_from_source(str(tmp_path / "unused.py"))).exists()
