@@ -99,7 +99,11 @@ def summary(d: dict) -> dict:
     st = cold["timings"]
     users, papers = d["users"], d["papers"]
     out = {"users": users, "papers": papers, "backend": d.get("backend"), "end_to_end_s": cold["wall_s"],
-           "warm_s": warm["wall_s"] if warm else None, "peak_rss_mb": cold["peak_rss_mb"],
+           "warm_s": warm["wall_s"] if warm else None,
+           # The pass and its render workers, which run beside it: the machine's memory holds both.
+           "peak_rss_mb": cold["peak_rss_mb"] + cold.get("workers_rss_mb", 0),
+           "pass_rss_mb": cold["peak_rss_mb"], "workers_rss_mb": cold.get("workers_rss_mb", 0),
+           "render_workers": cold.get("render_workers", 0),
            "warm_peak_rss_mb": warm["peak_rss_mb"] if warm else None,
            "scores_per_s": users * papers / st["score"] if st.get("score") else None,
            "emails_per_s": cold["received"]["messages"] / st["smtp"] if st.get("smtp") else None}

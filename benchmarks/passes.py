@@ -112,8 +112,13 @@ def phase_pass(config: str, at: dt.datetime, log_file: str) -> dict:
         timings["fetch"] = outside["fetch_all"] - outside["store"]
         timed_outside.append("fetch")
     app.close()
+    # Render worker processes (digestd.pipeline.render_pool) live beside the pass: their memory counts.
+    # RUSAGE_CHILDREN gives the largest one; each worker does the same work, so that times their number.
+    workers = _render_workers(len(delivered))
+    workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 * workers
     return {
         "wall_s": wall, "startup_s": startup, "timings": timings, "timed_outside": timed_outside,
+        "render_workers": workers, "workers_rss_mb": workers_rss,
         "other_timings": {k: v for k, v in reported.items() if k not in STAGES},
         "deliver_s": outside.get("deliver"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -122,6 +127,14 @@ def phase_pass(config: str, at: dt.datetime, log_file: str) -> dict:
         "outcomes": dict(Counter(str(getattr(o, "status", "?")) for o in delivered)),
         "driver": "digestd.pipeline.run_once" if has_pipeline() else "digestd.jobs.fetch_all + deliver_due",
     }
+
+
+def _render_workers(messages: int) -> int:
+    try:
+        from digestd.pipeline.render_pool import workers_wanted
+    except ImportError:       # a checkout from before the render workers
+        return 0
+    return workers_wanted(messages)
 
 
 def phase_setup(config: str, at: dt.datetime, log_file: str, votes_file: str) -> dict:

@@ -28,7 +28,7 @@ def _small(r: dict) -> dict | None:
 TARGETS = [
     Target("cold pass 10,000 x 2,000, to SMTP hand-off", lambda r: r["end_to_end_s"], 90, True,
            lambda r: (r["users"], r["papers"]) == FULL, "s"),
-    Target("cold pass peak RSS", lambda r: r["peak_rss_mb"], GB, True,
+    Target("cold pass peak RSS, with its render workers", lambda r: r["peak_rss_mb"], GB, True,
            lambda r: (r["users"], r["papers"]) == FULL, "MiB"),
     Target("warm pass (a tenth voted)", lambda r: r["warm_s"], 45, True,
            lambda r: (r["users"], r["papers"]) == FULL and r["warm_s"] is not None, "s"),
@@ -80,7 +80,10 @@ def table(result: dict) -> str:
         lines.append(f"{'  without encode':<22}{_fmt(result['end_to_end_s'] - result['encode_s']):>10}"
                      "            (the daemon encodes at the fetch, before send_at)")
     lines += ["", f"scores/s {_fmt(result['scores_per_s'])}   emails/s {_fmt(result['emails_per_s'])}   "
-              f"peak RSS {_fmt(result['peak_rss_mb'], 'MiB')}   asl_ratio {_fmt(result['asl_ratio'])}"
+              f"peak RSS {_fmt(result['peak_rss_mb'], 'MiB')}"
+              + (f" (pass {_fmt(result['pass_rss_mb'], 'MiB')} + {result['render_workers']} render workers "
+                 f"{_fmt(result['workers_rss_mb'], 'MiB')})" if result.get("render_workers") else "")
+              + f"   asl_ratio {_fmt(result['asl_ratio'])}"
               + (f" ({result['asl_ratio_basis']})" if result.get("asl_ratio_basis") else ""),
               f"every digest arrived at the SMTP sink: {'yes' if result['verified'] else 'NO'}"]
     feeds = {k: v for k, v in result.items() if k.startswith("feed_")}

@@ -10,6 +10,7 @@
     ├── PaperNotFound                 a paper id nobody has listed (``paper``)
     ├── StoreError                    the database refused or is unreachable
     ├── StoredModelError              a stored profile model cannot be read (``user``): it is retrained
+    ├── RenderError                   a digest could not be rendered into a message (``user``): retried
     ├── DeliveryError                 mail could not be handed over (``user``)
     │   ├── TemporaryDeliveryError    4xx, disconnects: retry with backoff
     │   └── PermanentDeliveryError    5xx: record on the digest, do not retry
@@ -113,6 +114,12 @@ class StoreError(DigestdError):
 class StoredModelError(DigestdError):
     def __init__(self, message: str, user: str | None = None) -> None:
         super().__init__(message, user=user)
+        self.user = user
+
+
+class RenderError(DigestdError):
+    def __init__(self, message: str, user: str | None = None, **ids: object) -> None:
+        super().__init__(message, user=user, **ids)
         self.user = user
 
 

@@ -8,6 +8,7 @@ One reader's failure is recorded on their digest and retried with backoff; it ne
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from ..store import Composed, Digest, Finish
 from .compose import Request, compose_batch, items_from
 from .fetch import backoff, fetch_all
 from .handoff import LEASE, Batch, Message, Sender, end_dead_leases
-from .timing import stage
+from .render_pool import RenderJob, RenderPool, workers_wanted
+from .timing import add_seconds, stage
 from .view import ViewRequest, build_views
 
 if TYPE_CHECKING:
@@ -122,21 +124,24 @@ def deliver_work(app: "App", work: Sequence[Work], *, force: bool = False,
     composed_at = app.clock.now()
     already: list[DeliveryOutcome] = []
     batches: list[Batch] = []
-    with app.mailer() as mailer, Sender(app, mailer, should_stop, _send) as sender:
+    workers = workers_wanted(len(work))
+    renderer = RenderPool(workers, lambda s: add_seconds(app, "render", s)) if workers else contextlib.nullcontext()
+    # The pool outlives the sender: the sending thread waits for the workers' bytes.
+    with app.mailer() as mailer, renderer as pool, Sender(app, mailer, should_stop, _send) as sender:
         for i in range(0, len(work), BATCH_SIZE):
             if should_stop() or sender.failed:
                 break
             chunk = [(users[uid] if uid in users else app.reader(uid), d) for uid, d in work[i:i + BATCH_SIZE]]
             sender.begin()
             batch = _deliver_batch(app, chunk, sender, composed_at, force=force, should_stop=should_stop,
-                                   already=already)
+                                   already=already, pool=pool)
             if batch is not None:
                 batches.append(batch)
     return already + [o for b in batches for o in b.outcomes]
 
 
 def _deliver_batch(app: "App", chunk: list[Work], sender: Sender, now: dt.datetime, *, force: bool,
-                   should_stop: Callable[[], bool], already: list) -> Batch | None:
+                   should_stop: Callable[[], bool], already: list, pool: RenderPool | None = None) -> Batch | None:
     store = app.store
     user_of = {u.id: u for u, _ in chunk}
     try:
@@ -156,14 +161,14 @@ def _deliver_batch(app: "App", chunk: list[Work], sender: Sender, now: dt.dateti
         sender.cancel()
         return None
     try:
-        _work_batch(app, batch, user_of, sender, now, force, should_stop)
+        _work_batch(app, batch, user_of, sender, now, force, should_stop, pool)
     finally:
         sender.end(batch)     # closed (flushed, lease stopped, the rest released) once its messages are out
     return batch
 
 
 def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], sender: Sender, now: dt.datetime,
-                force: bool, should_stop: Callable[[], bool]) -> None:
+                force: bool, should_stop: Callable[[], bool], pool: RenderPool | None = None) -> None:
     store = app.store
     won = batch.won
     with stage(app, "store"):
@@ -190,6 +195,7 @@ def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], send
         rows = store.users_by_ids(d.user_id for d in todo)
     paused = {uid: u.paused_until for uid, u in rows.items() if u.paused_until is not None}
     subscribed = {u.id: u.subscribed for u in rows.values()}
+    to_render: list[tuple[Message, RenderJob]] = []
     for d, view in zip(todo, views):
         if should_stop() or sender.failed:
             break
@@ -199,11 +205,17 @@ def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], send
             batch.done(Finish(d.id, "sent" if view.papers else "empty", app.clock.now()),
                        DeliveryOutcome(user.id, d.day, "paused", papers=len(view.papers)))
             continue
-        ready = _prepare(app, user, d, view, subscribed.get(user.id, False), force)
-        if isinstance(ready, Message):
+        ready = _prepare(app, user, d, view, subscribed.get(user.id, False), force, render=pool is None)
+        if isinstance(ready, tuple) and isinstance(ready[0], Message):
+            to_render.append(ready)
+        elif isinstance(ready, Message):
             sender.put(batch, ready)
         else:
             batch.done(*ready)
+    if to_render:
+        for (msg, _), rendered in zip(to_render, pool.submit([job for _, job in to_render])):
+            msg.raw = rendered
+            sender.put(batch, msg)
 
 
 def _not_claimed(user_id: str, day: dt.date, row) -> DeliveryOutcome:
@@ -245,9 +257,10 @@ def message_id_for(app: "App", digest_id: int, day: dt.date, resend: bool) -> st
     return f"<digest.{digest_id}.{day.isoformat()}{suffix}@{host}>"
 
 
-def _prepare(app: "App", user: UserSettings, d: Digest, view, subscribed: bool,
-             force: bool) -> Message | tuple[Finish, DeliveryOutcome]:
-    """The rendered message for one digest, or how it ends without one."""
+def _prepare(app: "App", user: UserSettings, d: Digest, view, subscribed: bool, force: bool,
+             render: bool = True) -> Message | tuple[Message, RenderJob] | tuple[Finish, DeliveryOutcome]:
+    """The rendered message for one digest, or how it ends without one; with ``render`` False, the
+    message still to render and the job that renders it (in a worker process)."""
     from ..render import render_message
 
     now = app.clock.now()
@@ -260,6 +273,8 @@ def _prepare(app: "App", user: UserSettings, d: Digest, view, subscribed: bool,
                 DeliveryOutcome(user.id, d.day, "feed-only" if subscribed else "unsubscribed", papers=n))
     try:
         mid = message_id_for(app, d.id, d.day, force and d.sent_at is not None)
+        if not render:
+            return Message(d, user, None, mid, n), RenderJob(view, app.from_addr, mid, now, app.list_id)
         with stage(app, "render"):
             raw = render_message(view, from_addr=app.from_addr, message_id=mid, date=now, list_id=app.list_id)
         return Message(d, user, raw, mid, n)
@@ -272,8 +287,9 @@ def _send(app: "App", mailer, msg: Message) -> tuple[Finish, DeliveryOutcome]:
     d, user = msg.digest, msg.user
     now = app.clock.now()
     try:
+        raw = msg.bytes()        # a worker may still be rendering it
         with stage(app, "smtp"):
-            mailer.send_raw(msg.raw, user.email)
+            mailer.send_raw(raw, user.email)
         log.info("digest sent: %d papers", msg.papers, extra={"user": user.id})
         return Finish(d.id, "sent", app.clock.now(), message_id=msg.message_id), \
             DeliveryOutcome(user.id, d.day, "sent", papers=msg.papers, message_id=msg.message_id)

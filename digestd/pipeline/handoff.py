@@ -37,9 +37,12 @@ BATCHES_IN_FLIGHT = 2                     # one being sent, one being composed: 
 class Message:
     digest: Digest
     user: UserSettings
-    raw: bytes
+    raw: object             # bytes, or a render_pool.Rendered a worker process is rendering
     message_id: str
     papers: int
+
+    def bytes(self) -> bytes:
+        return self.raw if isinstance(self.raw, bytes) else self.raw.result()
 
 
 def owner_is_dead(claimed_by: str) -> bool:

@@ -14,3 +14,8 @@ def stage(app, name: str):
         yield
     finally:
         app.timings[name] = app.timings.get(name, 0.0) + time.perf_counter() - t
+
+
+def add_seconds(app, name: str, seconds: float) -> None:
+    """Time a stage spent elsewhere (a render worker process), added to the pass's own."""
+    app.timings[name] = app.timings.get(name, 0.0) + seconds
