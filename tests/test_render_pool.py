@@ -12,7 +12,9 @@ from test_pass import N_READERS, received, world  # noqa: F401  (world is a fixt
 
 from digestd import pipeline
 from digestd.pipeline import render_pool
-from digestd.pipeline.render_pool import POOL_MIN_MESSAGES, RenderPool, render_one, workers_wanted
+from digestd.pipeline.render_pool import POOL_MIN_MESSAGES, RenderPool, readable_view, render_one, workers_wanted
+from digestd.pipeline.view import ViewRequest, build_views
+from digestd.store import Item
 
 
 def _same_mail(raw: bytes) -> bytes:
@@ -95,6 +97,29 @@ def test_a_pass_without_workers_starts_no_process(world, monkeypatch):
         raise AssertionError("a pool was started")
     monkeypatch.setattr(render_pool.RenderPool, "__enter__", no_pool)
     assert Counter(o.status for o in pipeline.deliver_due(app)) == {"sent": N_READERS}
+
+
+def _without_links(view):
+    papers = [dataclasses.replace(p, up_url="", down_url="") for p in view.papers]
+    return dataclasses.replace(view, papers=papers, unsubscribe_url="")
+
+
+def test_a_view_left_as_stored_and_made_readable_in_the_worker_is_the_view_the_pass_would_show(world):
+    """The workers convert TeX: what they render must be exactly what the pass converts itself."""
+    app, _rec, clock = world
+    papers = app.store.recent_papers(400)
+    tex = [p for p in papers if "$" in (p.title + (p.abstract or "")) or "\\" in (p.abstract or "")]
+    assert len(tex) >= 5, "the demo days carry TeX titles and abstracts"
+    chosen = tex[:8] + [p for p in papers if p not in tex][:4]
+    items = [Item(p.key, i, 1.0 - i / 100, reason="Because you liked it", highlight=(p.abstract or "")[:120] or None)
+             for i, p in enumerate(chosen)]
+    user = app.settings.users[0]
+    request = [ViewRequest(user, clock.now().date(), items, None)]
+    as_stored = build_views(app, request, clock.now(), readable_text=False)[0]
+    shown = build_views(app, request, clock.now())[0]
+    assert [p.title for p in as_stored.papers] != [p.title for p in shown.papers] or \
+        [p.abstract for p in as_stored.papers] != [p.abstract for p in shown.papers], "some TeX was converted"
+    assert _without_links(readable_view(as_stored)) == _without_links(shown)
 
 
 @pytest.mark.parametrize("n", [120])   # three chunks: order kept across them

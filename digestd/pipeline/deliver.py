@@ -189,8 +189,10 @@ def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], send
         store.save_compositions(saved)
     todo = [d for d in won if d.id in batch.unfinished]
     windows = {c.digest_id: (c.covers_from, c.covers_until) for c in saved}
+    # With render workers, they convert the papers' TeX too.
     views = build_views(app, [ViewRequest(user_of[d.user_id], d.day, items.get(d.id, []), notes[d.id],
-                                          *windows.get(d.id, (d.covers_from, d.covers_until))) for d in todo], now)
+                                          *windows.get(d.id, (d.covers_from, d.covers_until))) for d in todo], now,
+                        readable_text=pool is None)
     with stage(app, "store"):
         rows = store.users_by_ids(d.user_id for d in todo)
     paused = {uid: u.paused_until for uid, u in rows.items() if u.paused_until is not None}
@@ -274,7 +276,7 @@ def _prepare(app: "App", user: UserSettings, d: Digest, view, subscribed: bool, 
     try:
         mid = message_id_for(app, d.id, d.day, force and d.sent_at is not None)
         if not render:
-            return Message(d, user, None, mid, n), RenderJob(view, app.from_addr, mid, now, app.list_id)
+            return Message(d, user, None, mid, n), RenderJob(view, app.from_addr, mid, now, app.list_id, as_stored=True)
         with stage(app, "render"):
             raw = render_message(view, from_addr=app.from_addr, message_id=mid, date=now, list_id=app.list_id)
         return Message(d, user, raw, mid, n)

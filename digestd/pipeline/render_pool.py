@@ -9,6 +9,7 @@ renders in the pass itself, as before.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import multiprocessing
 import os
@@ -34,12 +35,27 @@ class RenderJob:
     message_id: str
     date: dt.datetime
     list_id: str
+    as_stored: bool = False      # the view's texts are as stored: make them readable first
+
+
+def readable_view(view: Digest) -> Digest:
+    """What ``build_views`` shows, from a view it built with ``readable_text=False``: TeX as Unicode,
+    control characters gone (``mathtext.readable``). Converting TeX (pylatexenc, milliseconds an
+    abstract) is then the workers' work too, not the pass's."""
+    from ..mathtext import readable
+
+    papers = [dataclasses.replace(p, title=readable(p.title, one_line=True), abstract=readable(p.abstract),
+                                  authors=[readable(a, one_line=True) for a in p.authors],
+                                  highlight=readable(p.highlight) or None, ai_summary=readable(p.ai_summary))
+              for p in view.papers]
+    return dataclasses.replace(view, papers=papers)
 
 
 def render_one(job: RenderJob) -> bytes:
     from ..render import render_message
 
-    return render_message(job.view, from_addr=job.from_addr, message_id=job.message_id, date=job.date,
+    view = readable_view(job.view) if job.as_stored else job.view
+    return render_message(view, from_addr=job.from_addr, message_id=job.message_id, date=job.date,
                           list_id=job.list_id)
 
 

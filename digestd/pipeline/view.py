@@ -55,7 +55,11 @@ class _NewCounts:
         return self._counts[rule]
 
 
-def _extras(p) -> tuple[list[str], str, str]:
+def _as_stored(text: str | None, *, one_line: bool = False) -> str:
+    return text or ""
+
+
+def _extras(p, text=readable) -> tuple[list[str], str, str]:
     """(categories, ai_summary, code link) of a stored paper; bad JSON in a row shows nothing, not an error."""
     try:
         cats = [c for c in json.loads(p.categories_json or "[]") if isinstance(c, str)]
@@ -69,11 +73,15 @@ def _extras(p) -> tuple[list[str], str, str]:
     summary = extra.get("ai_summary") if isinstance(extra.get("ai_summary"), str) else ""
     repo = extra.get("githubRepo") if isinstance(extra.get("githubRepo"), str) else ""
     # Only a web link is a link: anything else (javascript:, a bare name) is not shown.
-    return cats, readable(summary.strip()), repo if repo.startswith(("https://", "http://")) else ""
+    return cats, text(summary.strip()), repo if repo.startswith(("https://", "http://")) else ""
 
 
-def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime, *, via: str = "email") -> list[DigestView]:
-    """``via``: where the views are shown ("email" or "feed"), signed into their feedback links."""
+def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime, *, via: str = "email",
+                readable_text: bool = True) -> list[DigestView]:
+    """``via``: where the views are shown ("email" or "feed"), signed into their feedback links.
+    ``readable_text`` False leaves titles, authors, abstracts, summaries and highlights as stored (TeX
+    and all), for the render worker that makes them readable (``render_pool.readable_view``)."""
+    text = readable if readable_text else _as_stored
     store = app.store
     with stage(app, "store"):
         keys = list(dict.fromkeys(i.paper_key for r in requests for i in r.items))
@@ -96,12 +104,12 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime, *
                     continue
                 if p.key not in shown:    # a paper many readers get is unpacked (TeX converted, made safe) once
                     url, pdf = links.paper_urls(p)
-                    shown[p.key] = (url, pdf, [readable(a, one_line=True) for a in json.loads(p.authors_json)],
-                                    readable(p.title, one_line=True), readable(p.abstract), _extras(p))
+                    shown[p.key] = (url, pdf, [text(a, one_line=True) for a in json.loads(p.authors_json)],
+                                    text(p.title, one_line=True), text(p.abstract), _extras(p, text))
                 url, pdf, authors, title, abstract, (cats, summary, code) = shown[p.key]
                 ps.append(DigestPaper(
                     key=p.key, title=title, abstract=abstract, authors=authors, url=url, pdf_url=pdf,
-                    score=it.score, reason=it.reason, highlight=readable(it.highlight) or None,
+                    score=it.score, reason=it.reason, highlight=text(it.highlight) or None,
                     explore=it.explore, sources=sources.get(p.key, []),
                     up_url=links.feedback_url(app, uid, p.key, "up", via),
                     down_url=links.feedback_url(app, uid, p.key, "down", via), published=p.published_at,
