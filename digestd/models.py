@@ -107,7 +107,6 @@ class DigestPaper:
     upvotes: int | None = None                             # Hugging Face
     ai_summary: str = ""                                   # Hugging Face's one-paragraph summary
     code_url: str = ""                                     # Hugging Face's githubRepo
-    pinned: bool = False
 
 
 @dataclass
