@@ -87,7 +87,6 @@ def test_readers_fitted_together_get_the_models_they_get_alone(world, monkeypatc
     # Small batches, so every batching seam (chunks, regression groups, Gram blocks) is crossed.
     monkeypatch.setattr(fit_module, "CHUNK", 5)
     monkeypatch.setattr(fit_module, "LOGISTIC_BATCH", 3)
-    monkeypatch.setattr(interests_module, "GRAM_ROWS", 16)
     together = fit_readers(people, space, bg, NOW, params=PARAMS, cache=FitCache())
     backwards = fit_readers(people[::-1], space, bg, NOW, params=PARAMS)[::-1]
     assert [m.user_id for m in together] == [r.user_id for r in people]
@@ -223,3 +222,15 @@ def test_a_fitted_model_carries_the_row_keys_a_stored_copy_of_it_gets(world):
         assert reader_rows(model) == reader_rows(back)
         assert reader_rows(model) == (row_keys(model.pos_sparse, model.pos_dense), row_keys(model.neg_sparse, model.neg_dense))
         assert model.pos_sparse.has_sorted_indices and model.neg_sparse.has_sorted_indices
+
+
+def test_each_readers_sparse_gram_from_the_batch_product_is_their_rows_times_their_rows_bit_for_bit(world):
+    _, bg, _, _ = world
+    rows = bg.sparse[:60]
+    sizes = np.array([1, 7, 12, 3, 20, 17])           # readers' anchors, one reader after the other
+    gs, _ = interests_module.gram_blocks(rows, bg.dense[:60], sizes, int(sizes.max()))
+    for r, lo in enumerate(np.r_[0, np.cumsum(sizes)[:-1]]):
+        own = rows[lo:lo + sizes[r]]
+        alone = (own @ own.T).toarray()
+        assert gs[r, :sizes[r], :sizes[r]].tobytes() == alone.tobytes()
+        assert not gs[r, sizes[r]:].any() and not gs[r, :, sizes[r]:].any()

@@ -16,9 +16,6 @@ import scipy.sparse as sp
 
 from .hashing import unit_rows
 
-GRAM_ROWS = 64           # anchors per sparse Gram product: it computes all pairs, only the diagonal blocks are kept
-
-
 def gram_blocks(rows: sp.csr_matrix, dense: np.ndarray, sizes: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Each reader's anchor Gram matrices, sparse view and dense view, as (B, width, width) arrays
     (zero-padded). ``rows``/``dense`` hold the readers' anchors one reader after the other."""
@@ -31,27 +28,27 @@ def gram_blocks(rows: sp.csr_matrix, dense: np.ndarray, sizes: np.ndarray, width
     pos = np.arange(len(owner)) - start[owner]
     pad[owner, pos] = dense
     np.matmul(pad, pad.transpose(0, 2, 1), out=gd)
-    b = 0
-    while b < n_readers:
-        # Enough readers for one sparse product of about GRAM_ROWS rows (at least one reader).
-        e = b + 1
-        while e < n_readers and start[e] + sizes[e] - start[b] <= GRAM_ROWS:
-            e += 1
-        lo, hi = start[b], start[e - 1] + sizes[e - 1]
-        full = _gram(rows[lo:hi])
-        for r in range(b, e):
-            i, m = start[r] - lo, sizes[r]
-            gs[r, :m, :m] = full[i:i + m, i:i + m]
-        b = e
+    g = _block_gram(sp.csr_matrix(rows), np.r_[start, len(owner)])
+    i = np.repeat(np.arange(g.shape[0]), np.diff(g.indptr))
+    gs[owner[i], pos[i], pos[g.indices]] = g.data
     return gs, gd
 
 
-def _gram(block: sp.csr_matrix) -> np.ndarray:
-    """``(block @ block.T).toarray()`` over just the columns the block uses: transposing all 2^20
-    columns costs more than the product itself."""
-    used, col = np.unique(block.indices, return_inverse=True)
-    small = sp.csr_matrix((block.data, col.astype(block.indices.dtype), block.indptr), shape=(block.shape[0], len(used)))
-    return (small @ small.T).toarray()
+def _block_gram(rows: sp.csr_matrix, bounds: np.ndarray) -> sp.csr_matrix:
+    """The products of rows within each range ``bounds[r]:bounds[r + 1]`` (one reader's anchors),
+    none across: one sparse product for the whole batch. Each reader's columns are renamed apart
+    (after one of their entries in that reader's rows), so no two readers share a column; the
+    product sums an entry's terms in the order of its row's entries, as ``rows @ rows.T`` would.
+    Renaming by sorting (reader, column) pairs cost more than the product itself."""
+    indptr, indices = rows.indptr, rows.indices
+    slot = np.empty(rows.shape[1], dtype=np.int64)      # scratch: a column's entry in the current reader
+    renamed = np.empty(rows.nnz, dtype=np.int64)
+    for lo, hi in zip(indptr[bounds[:-1]].tolist(), indptr[bounds[1:]].tolist()):
+        cols = indices[lo:hi]
+        slot[cols] = np.arange(lo, hi)
+        renamed[lo:hi] = slot[cols]
+    apart = sp.csr_matrix((rows.data, renamed, indptr), shape=(rows.shape[0], max(rows.nnz, 1)))
+    return sp.csr_matrix(apart @ apart.T)
 
 
 def cluster(gs: np.ndarray, gd: np.ndarray, weights: np.ndarray, sizes: np.ndarray, threshold: float,
