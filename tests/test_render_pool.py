@@ -135,3 +135,25 @@ def test_the_pool_returns_each_job_s_bytes_in_order(world, n):
         got = [r.result() for r in pool.submit(jobs)]
     assert [_same_mail(g) for g in got] == [_same_mail(render_one(j)) for j in jobs]
     assert [j.view.user_email.encode() in g for j, g in zip(jobs, got)] == [True] * n
+
+
+def test_when_a_render_worker_is_killed_the_pass_renders_the_messages_itself(world, caplog):
+    import os
+    import signal
+    import time
+
+    from digestd.pipeline.render_pool import RenderJob
+    from digestd.pipeline.view import preview
+
+    app, _rec, clock = world
+    view = preview(app, "r02")
+    jobs = [RenderJob(dataclasses.replace(view, user_email=f"reader{i}@example.org"), app.from_addr, f"<k{i}@x>",
+                      clock.now(), app.list_id) for i in range(60)]
+    with RenderPool(1) as pool:
+        first = [r.result() for r in pool.submit(jobs[:10])]
+        for pid in list(pool._pool._processes):
+            os.kill(pid, signal.SIGKILL)            # what the kernel's OOM killer does
+        time.sleep(1)                               # the pool has noticed: submitting to it now fails
+        rest = [r.result() for r in pool.submit(jobs[10:])]
+    assert [_same_mail(m) for m in first + rest] == [_same_mail(render_one(j)) for j in jobs]
+    assert "render workers failed" in caplog.text

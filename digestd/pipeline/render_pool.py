@@ -75,17 +75,19 @@ def _render_chunk(jobs: list[RenderJob]) -> tuple[list[tuple[bool, object]], flo
 class Rendered:
     """One message's bytes, once its worker has rendered them."""
 
-    def __init__(self, chunk: Future, index: int, user_id: str) -> None:
-        self._chunk, self._index, self.user_id = chunk, index, user_id
+    def __init__(self, pool: "RenderPool", chunk: Future, index: int, job: RenderJob) -> None:
+        self._pool, self._chunk, self._index, self.job = pool, chunk, index, job
 
     def result(self) -> bytes:
         try:
             results, _ = self._chunk.result()
-        except Exception as e:   # the worker died (killed, out of memory): this digest is retried
-            raise RenderError(f"the render worker failed: {e.__class__.__name__}: {e}", user=self.user_id) from e
+        except Exception as e:
+            # No worker to render it (one was killed, or none could start): the pass renders it itself.
+            self._pool.broken(e)
+            return render_one(self.job)
         ok, value = results[self._index]
         if not ok:
-            raise RenderError(f"rendering the digest failed: {value}", user=self.user_id)
+            raise RenderError(f"rendering the digest failed: {value}", user=self.job.view.user_id)
         return value
 
 
@@ -107,12 +109,15 @@ class RenderPool:
     """Worker processes for one pass (a context manager); ``submit`` returns one ``Rendered`` per job.
 
     Workers are spawned, not forked: the pass has threads (the lease, the sender, the encoder's)
-    whose locks a fork could copy held."""
+    whose locks a fork could copy held. A spawned worker imports the program's main module as
+    ``__mp_main__`` (digestd's own entry points guard theirs); should workers die or fail to start,
+    the sending thread renders each message itself, so a pass never loses a digest to them."""
 
     def __init__(self, workers: int, on_seconds=lambda s: None) -> None:
         self.workers = workers
         self._on_seconds = on_seconds
         self._pool: ProcessPoolExecutor | None = None
+        self._warned = False
 
     def __enter__(self) -> "RenderPool":
         self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
@@ -127,10 +132,19 @@ class RenderPool:
         out: list[Rendered] = []
         for i in range(0, len(jobs), CHUNK):
             part = jobs[i:i + CHUNK]
-            future = self._pool.submit(_render_chunk, part)
-            future.add_done_callback(self._count)
-            out += [Rendered(future, j, job.view.user_id) for j, job in enumerate(part)]
+            try:
+                future = self._pool.submit(_render_chunk, part)
+                future.add_done_callback(self._count)
+            except Exception as e:           # the pool broke since (BrokenProcessPool): see Rendered.result
+                future = Future()
+                future.set_exception(e)
+            out += [Rendered(self, future, j, job) for j, job in enumerate(part)]
         return out
+
+    def broken(self, e: BaseException) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("the render workers failed (%s: %s); rendering in the pass", e.__class__.__name__, e)
 
     def _count(self, future: Future) -> None:
         if not future.cancelled() and future.exception() is None:
