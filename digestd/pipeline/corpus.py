@@ -166,7 +166,7 @@ def paper_encoder(app: "App"):
     digest, user and restart reads it back."""
     enc = app.cache.get("encoder")
     if enc is None:
-        from ..rank.embeddings import PaperEncoder
+        from ..rank.encode_once import PaperEncoder
 
         model = app.embedder()
         enc = app.cache["encoder"] = PaperEncoder(model, app.store.embedding_cache(model.name))
