@@ -13,6 +13,7 @@ paper or a text goes through the model once, whatever the number of readers, pas
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import logging
@@ -154,9 +155,24 @@ class Embedder:
         check_model(self.path or model_path(), trust_stamp=True)
 
     def load(self) -> None:
+        self._loaded()
+
+    def _loaded(self):
+        """(session, tokenizer, input names), loaded first if need be: taken together under the
+        lock, so a ``release`` from another thread never pulls them from an encode under way."""
         with self._lock:
             if self.session is None:
                 self._load()
+            return self.session, self.tokenizer, self._inputs
+
+    def release(self) -> bool:
+        """Let the session go (about 155 MiB of the process); the next ``encode`` loads it again.
+        A pass whose vectors are all stored then runs without it. Returns whether one was held."""
+        with self._lock:
+            held, self.session = self.session is not None, None
+        if held:
+            _trim_heap()
+        return held
 
     def _load(self) -> None:
         ort = _import_onnxruntime()
@@ -187,8 +203,8 @@ class Embedder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, DIM))
-        self.load()
-        encs = self.tokenizer.encode_batch(texts)
+        session, tokenizer, inputs = self._loaded()
+        encs = tokenizer.encode_batch(texts)
         lengths = [len(e) for e in encs]
         order = np.argsort(lengths, kind="stable")
         out = np.zeros((len(texts), DIM), dtype=np.float32)
@@ -202,13 +218,23 @@ class Embedder:
                 ids[r, :n] = encs[i]
                 mask[r, :n] = 1
             feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
+            if "token_type_ids" in inputs:
                 feed["token_type_ids"] = np.zeros_like(ids)
-            hidden = self.session.run(None, feed)[0]
+            hidden = session.run(None, feed)[0]
             m = mask[:, :, None].astype(np.float32)
             pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
             out[part] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return out.astype(np.float64)
+
+
+def _trim_heap() -> None:
+    """Hand the memory freed with a session back to the system. glibc keeps freed blocks in the
+    process's heap for reuse, so dropping the session alone took the process from 251 to 207 MiB
+    resident; trimming the heap after it, to 103 MiB (onnxruntime imported: 91 MiB)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):      # not glibc: nothing to ask
+        pass
 
 
 def _import_onnxruntime():

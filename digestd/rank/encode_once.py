@@ -3,7 +3,8 @@
 Encoding is the slow step (tens of milliseconds per abstract), so ``PaperEncoder`` encodes each
 paper once: an in-memory memo first, then a ``VectorCache`` the caller provides (the database in the
 daemon, files under ``~/.cache/digestd`` in ``digestd eval``), then the model for what is missing.
-Pure apart from the caller's cache: the cache is the only I/O, and it is injected.
+Free text (a reader's keywords) goes the same way through a ``TextVectorCache``, keyed by the
+text's hash alone. Pure apart from the caller's caches: they are the only I/O, and they are injected.
 """
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ class VectorCache(Protocol):
     def save(self, vectors: dict[CacheKey, np.ndarray]) -> None: ...
 
 
+class TextVectorCache(Protocol):
+    """Vectors of free text for one model, kept by the caller and keyed by ``text_hash`` of the
+    exact text: ``load`` and ``stored`` answer only for what it holds."""
+
+    def load(self, hashes: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+    def stored(self, hashes: Sequence[str]) -> set[str]: ...
+
+    def save(self, vectors: dict[str, np.ndarray]) -> None: ...
+
+
 Progress = Callable[[int], ContextManager[Callable[[int], None]]]
 
 
@@ -58,15 +70,19 @@ class PaperEncoder:
     exactly like a cold one."""
 
     def __init__(self, model: TextEncoder | None = None, cache: VectorCache | None = None, *,
-                 progress: Progress | None = None, chunk: int = 256, memo_limit: int = 50_000) -> None:
+                 text_cache: TextVectorCache | None = None, progress: Progress | None = None, chunk: int = 256,
+                 memo_limit: int = 50_000) -> None:
         self.model = model if model is not None else load_embedder()
         self.cache = cache
+        self.text_cache = text_cache
         self.progress = progress or log_progress
         self.chunk = chunk
         self.memo_limit = memo_limit
         self._memo: dict[CacheKey, np.ndarray] = {}
-        self.encoded = 0                  # papers the model encoded (free text not counted)
+        self.encoded = 0                  # papers the model encoded
         self.from_cache = 0               # papers read back from ``cache``
+        self.texts_encoded = 0            # free texts the model encoded
+        self.texts_from_cache = 0         # free texts read back from ``text_cache``
 
     @property
     def name(self) -> str:
@@ -96,18 +112,48 @@ class PaperEncoder:
         return np.vstack([found[k] for k in keys]).astype(np.float64)
 
     def texts(self, texts: Iterable[str]) -> np.ndarray:
-        """Free text (keywords, abstract sentences for highlights): memoised in this process only;
-        a digest's sentences are shared by the readers it goes to."""
+        """Free text (a reader's keywords; never the sentences of abstracts, see ``dense_text_lexical``):
+        the in-memory memo first, then ``text_cache``, then the model for what neither holds."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim))
         keys = [("", text_hash(t)) for t in texts]
         found = {k: self._memo[k] for k in keys if k in self._memo}
         todo = {k: t for k, t in zip(keys, texts) if k not in found}
+        if todo and self.text_cache is not None:
+            loaded = self.text_cache.load([h for _, h in todo])
+            self.texts_from_cache += len(loaded)
+            found.update({("", h): _as_f32(v) for h, v in loaded.items()})
+            todo = {k: t for k, t in todo.items() if k not in found}
         if todo:
-            found.update(zip(todo, _as_f32(self.model.encode(list(todo.values())))))
+            found.update(self._encode_texts({h: t for (_, h), t in todo.items()}))
         self._remember(found)
         return np.vstack([found[k] for k in keys]).astype(np.float64)
+
+    def keep_texts(self, texts: Iterable[str]) -> int:
+        """Encode, in one batch, the texts ``text_cache`` holds no vector of, and keep them there;
+        returns how many. Nothing is memoised: they are for a later pass, which reads them back."""
+        todo = {text_hash(t): t for t in texts}
+        if self.text_cache is None or not todo:
+            return 0
+        stored = self.text_cache.stored(list(todo))
+        todo = {h: t for h, t in todo.items() if h not in stored}
+        if todo:
+            self._encode_texts(todo)
+        return len(todo)
+
+    def _encode_texts(self, todo: dict[str, str]) -> dict[CacheKey, np.ndarray]:
+        """text hash -> text, through the model in one call (it batches by tokens), kept at once."""
+        got = dict(zip(todo, _as_f32(self.model.encode(list(todo.values())))))
+        if self.text_cache is not None:
+            self.text_cache.save(got)
+        self.texts_encoded += len(got)
+        return {("", h): v for h, v in got.items()}
+
+    def release_model(self) -> bool:
+        """Let the model's runtime go until the next encode (see ``Embedder.release``); whether it held one."""
+        release = getattr(self.model, "release", None)
+        return bool(release()) if release is not None else False
 
     def _encode(self, keys: list[CacheKey], text_of: dict[CacheKey, str]) -> dict[CacheKey, np.ndarray]:
         # Similar lengths in one batch pad less; each chunk is kept at once, so an interrupted
