@@ -229,8 +229,8 @@ class Embedder:
 
 def _trim_heap() -> None:
     """Hand the memory freed with a session back to the system. glibc keeps freed blocks in the
-    process's heap for reuse, so dropping the session alone took the process from 251 to 207 MiB
-    resident; trimming the heap after it, to 103 MiB (onnxruntime imported: 91 MiB)."""
+    process's heap for reuse, so dropping the session alone took a process from 251 to 207 MiB
+    resident; trimming the heap after it, to 103 MiB (91 MiB before the session was loaded)."""
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):      # not glibc: nothing to ask
