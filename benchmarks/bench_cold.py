@@ -62,7 +62,8 @@ def main() -> None:
     encoder = None
     if a.backend == "embeddings":
         from digestd.eval_methods import DiskVectors
-        from digestd.rank.embeddings import PaperEncoder, load_embedder
+        from digestd.rank.embeddings import load_embedder
+        from digestd.rank.encode_once import PaperEncoder
 
         model = load_embedder()
         encoder = PaperEncoder(model, DiskVectors(Path(a.cache), model.name))

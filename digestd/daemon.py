@@ -129,7 +129,19 @@ class Daemon:
             lock.release()
         if any(o.new_papers for o in outcomes):
             # Featurise (with the embeddings backend: encode) the new papers now, off the send path.
-            self._guard("background vectors", lambda: pipeline.warm_corpus(self.app), source=name)
+            listed = [k for o in outcomes for k in o.listed]
+            self._guard("new vectors", lambda: pipeline.vectors_after_fetch(self.app, listed), source=name)
+
+    def keyword_vectors(self) -> None:
+        """Encode and keep the readers' keywords that have no vector yet, then let the encoder go:
+        at start and after a reload, the times a daemon's readers' keywords change, so the next
+        delivery pass reads them back rather than running the model."""
+        def run():
+            try:
+                pipeline.encode_keywords(self.app)
+            finally:
+                pipeline.release_encoder(self.app)
+        self._guard("keyword vectors", run)
 
     def missed_fetches(self, now: dt.datetime) -> list[str]:
         """Sources to fetch on start: never fetched, backoff over, or a scheduled fetch that fell
@@ -177,6 +189,7 @@ class Daemon:
         def run():
             if self.is_scheduler:
                 self._catch_up_fetches()
+            self.keyword_vectors()
             with self._pass_lock:
                 outcomes.extend(self._deliver_all())
         try:
@@ -188,7 +201,10 @@ class Daemon:
             say("caught up: " + ", ".join(f"{o.user} {o.status}" for o in outcomes))
 
     def _deliver_all(self) -> list[pipeline.DeliveryOutcome]:
-        outcomes = pipeline.deliver_pending(self.app, should_stop=self.stopping.is_set)
+        try:
+            outcomes = pipeline.deliver_pending(self.app, should_stop=self.stopping.is_set)
+        finally:
+            pipeline.release_encoder(self.app)    # if a digest needed it (an unencoded paper): not all day
         self.app.config_problem = None
         for o in outcomes:
             _log_outcome(o)
@@ -274,10 +290,15 @@ class Daemon:
                  added or "none", changed or "none", removed or "none", len(new.sources))
         for uid in added:
             say(f"{uid} added; their private feed URL: digestd feed-url {uid}")
-        # A user added or moved to an earlier send_at may already be owed today's digest.
-        self.scheduler.add_job(self.sweep, id="sweep-after-reload", replace_existing=True,
+        # A user added or moved to an earlier send_at may already be owed today's digest; new
+        # keywords are encoded first, so that pass does not run the model.
+        self.scheduler.add_job(self._after_reload, id="sweep-after-reload", replace_existing=True,
                                next_run_time=self.app.clock.now())
         return True
+
+    def _after_reload(self) -> None:
+        self.keyword_vectors()
+        self.sweep()
 
 
 def _log_outcome(o: pipeline.DeliveryOutcome) -> None:

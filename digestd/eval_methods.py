@@ -53,7 +53,8 @@ class Context:
         """One PaperEncoder for every method that embeds (the digestd embeddings backend and
         zotero_emb read the same text), kept on disk so the next run encodes nothing."""
         def build():
-            from .rank.embeddings import PaperEncoder, load_embedder
+            from .rank.embeddings import load_embedder
+            from .rank.encode_once import PaperEncoder
             model = self.embedder if self.embedder is not None else load_embedder()
             cache = DiskVectors(Path(self.cache_dir), model.name) if self.cache_dir else None
             return PaperEncoder(model, cache, progress=lambda total: self.bar("embedding", total))

@@ -24,7 +24,7 @@ from digestd.config import parse_config
 from digestd.errors import ConfigError
 from digestd.models import FetchedPaper, PaperText
 from digestd.rank import embeddings, fit_space
-from digestd.rank.embeddings import PaperEncoder
+from digestd.rank.encode_once import PaperEncoder
 from digestd.rank.features import paper_text_plain
 from digestd.rank.pool import sentences
 from digestd.store import open_store

@@ -102,7 +102,7 @@ def test_both_digestd_backends_in_one_eval_rank_exactly_as_if_each_fitted_its_ow
 
     from digestd.eval_methods import Context, _digestd_setup
     from digestd.rank import featurize, fit_space, params_for
-    from digestd.rank.embeddings import PaperEncoder
+    from digestd.rank.encode_once import PaperEncoder
 
     papers = evaluate.load_papers(PAPERS)
     ctx = Context(papers, "embeddings", io.StringIO(), embedder=FakeEncoder())

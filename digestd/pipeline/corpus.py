@@ -100,6 +100,33 @@ def encode_listed(app: "App", keys: Sequence[str]) -> None:
         paper_encoder(app).papers([paper_text(papers[k]) for k in outside if k in papers])
 
 
+def encode_keywords(app: "App") -> int:
+    """With the sentence encoder, every configured reader's keywords that have no stored vector
+    are encoded now, in one batch, and kept: a digest (or a cold pass of 10,000 readers) then reads
+    them back instead of running the model. Returns how many texts were encoded."""
+    from ..rank import keywords_text
+    from ..rank.embeddings import resolve_backend
+
+    texts = [keywords_text(u.keywords) for u in app.settings.users if u.keywords]
+    if not texts or resolve_backend(app.settings.ranking.backend) != "embeddings":
+        return 0
+    with stage(app, "encode"):
+        n = paper_encoder(app).keep_texts(texts)
+    if n:
+        log.info("encoded the keywords of %d readers (once; the vectors are kept)", n)
+    return n
+
+
+def release_encoder(app: "App") -> None:
+    """Let the sentence encoder's runtime go once the vectors a fetch brought are made: a delivery
+    pass whose vectors are all stored never needs it, and should not carry it beside its own
+    matrices (measured: 100 MiB off the peak of a 1,000-reader cold pass). Whatever does need it
+    later loads it again."""
+    enc = app.cache.get("encoder")
+    if enc is not None and enc.release_model():
+        log.debug("sentence encoder released until it is needed again")
+
+
 def _current_corpus(app: "App") -> Corpus:
     """The background and its feature space.
 
@@ -163,13 +190,14 @@ def _store_corpus(app: "App", corpus: Corpus) -> None:
 def paper_encoder(app: "App"):
     """The embeddings backend's encoder: a paper is encoded the first time it is featurised (after
     the fetch that brought it, or by a digest) and its vector kept in the database, so every later
-    digest, user and restart reads it back."""
+    digest, user and restart reads it back; a reader's keywords likewise (``encode_keywords``)."""
     enc = app.cache.get("encoder")
     if enc is None:
-        from ..rank.embeddings import PaperEncoder
+        from ..rank.encode_once import PaperEncoder
 
         model = app.embedder()
-        enc = app.cache["encoder"] = PaperEncoder(model, app.store.embedding_cache(model.name))
+        enc = app.cache["encoder"] = PaperEncoder(model, app.store.embedding_cache(model.name),
+                                                  text_cache=app.store.text_embedding_cache(model.name))
     return enc
 
 

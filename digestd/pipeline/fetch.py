@@ -190,26 +190,30 @@ def fetch_all(app: "App", only: str | None = None, day: dt.date | None = None,
 
         log.error("could not complete seed papers: %s", shown(f"{type(e).__name__}: {e}", 300),
                   extra={"source": "arxiv-api"})
-    if any(o.new_papers for o in outcomes):
-        _vectors_now(app, [k for o in outcomes for k in o.listed])
+    # Even with nothing new: this process has just read the config, which may name new keywords.
+    vectors_after_fetch(app, [k for o in outcomes for k in o.listed], new_papers=any(o.new_papers for o in outcomes))
     return outcomes
 
 
-def _vectors_now(app: "App", listed: list[str]) -> None:
-    """Right after the fetch that brought them (as the daemon does per source), the new papers'
-    vectors are made, and with the sentence encoder kept in the database: `fetch` and `run --once`
-    pay the encoding once, here, not the first digest that is due."""
-    from .corpus import encode_listed, warm_corpus
+def vectors_after_fetch(app: "App", listed: list[str], *, new_papers: bool = True) -> None:
+    """Right after the fetch that brought them (`fetch`, `run --once`, and the daemon per source),
+    the new papers' vectors are made, and with the sentence encoder kept in the database, as are
+    the vectors of readers' keywords that have none yet: the encoding is paid here, not by the
+    first digest that is due. Then the encoder is let go, so the delivery pass runs without it."""
+    from .corpus import encode_keywords, encode_listed, release_encoder, warm_corpus
 
     try:
-        warm_corpus(app)
-        encode_listed(app, listed)
+        if new_papers:
+            warm_corpus(app)
+            encode_listed(app, listed)
+        encode_keywords(app)
     except Exception as e:  # noqa: BLE001 - the next pass builds them; a fetch has still succeeded
         from ..safety import shown
 
-        log.error("could not build the new papers' vectors: %s", shown(f"{type(e).__name__}: {e}", 300))
-
-
+        log.error("could not build the vectors of the new papers and keywords: %s",
+                  shown(f"{type(e).__name__}: {e}", 300))
+    finally:
+        release_encoder(app)
 
 
 def sources_to_fetch(app: "App", now: dt.datetime, *, never_succeeded: bool) -> list[SourceSettings]:

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 from ..models import PaperText, ProfileInput
 from .features import FeatureSpace, Featurized, featurize
 from .controls import Controls
-from .fit import FitCache, featurize_known, fit, fit_readers, train
+from .fit import FitCache, featurize_known, fit, fit_readers, keywords_text, train
 from .pool import DUPLICATE_COSINE, PassPool, prepare_pool
 from .profile import DEFAULT_PARAMS, EMBEDDINGS_PARAMS, Params, UserModel, params_for
 from .score import calibrate, calibrate_readers, rank_scores, reader_interest, score_readers
@@ -95,6 +95,6 @@ def _unique(papers: Iterable[PaperText]) -> list[PaperText]:
 __all__ = [
     "BACKENDS", "Controls", "DEFAULT_BACKEND", "DEFAULT_PARAMS", "DUPLICATE_COSINE", "EMBEDDINGS_PARAMS", "FeatureSpace", "Featurized", "FitCache",
     "NOTHING_TODAY", "Params", "PassPool", "Selection", "UserModel", "calibrate", "calibrate_readers", "featurize",
-    "featurize_known", "fit", "fit_readers", "fit_space", "params_for", "prepare_pool", "rank_for_user", "rank_readers", "rank_scores",
+    "featurize_known", "fit", "fit_readers", "fit_space", "keywords_text", "params_for", "prepare_pool", "rank_for_user", "rank_readers", "rank_scores",
     "reader_interest", "score_readers", "select", "select_readers", "train", "train_readers",
 ]

@@ -120,7 +120,7 @@ class FeatureSpace:
     avg_len: float = 1.0                          # mean term count of a corpus paper (BM25 length norm)
     backend: str = "tfidf"
     n_topics: int = 200
-    # embeddings backend: a rank.embeddings.PaperEncoder; the caller injects one backed by its cache
+    # embeddings backend: a rank.encode_once.PaperEncoder; the caller injects one backed by its cache
     encoder: object | None = field(default=None, repr=False, compare=False)
 
     # -- fitting ---------------------------------------------------------------------------
@@ -251,7 +251,7 @@ class FeatureSpace:
 
     def _paper_encoder(self):
         if self.encoder is None:
-            from .embeddings import PaperEncoder  # lazy: onnxruntime only for this backend
+            from .encode_once import PaperEncoder  # lazy: onnxruntime only for this backend
             self.encoder = PaperEncoder()
         return self.encoder
 

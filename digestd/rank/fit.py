@@ -176,6 +176,12 @@ class _Plan:
     extra: list[tuple[str, int]] = field(default_factory=list)   # keywords/authors rows, if not empty
 
 
+def keywords_text(keywords: Sequence[str]) -> str:
+    """The one text a reader's keywords are featurised (and, with the sentence encoder, encoded) as:
+    whoever encodes it ahead of a pass must encode exactly this."""
+    return " ; ".join(keywords)
+
+
 def _plan(profile: ProfileInput, now: dt.datetime, p: Params, rows: _Rows) -> _Plan:
     """A reader's anchors (liked papers, then seeds; keywords and authors once featurised) and thumbs-down."""
     plan = _Plan(profile)
@@ -198,7 +204,7 @@ def _plan(profile: ProfileInput, now: dt.datetime, p: Params, rows: _Rows) -> _P
             plan.downs.append(rows.paper(paper))
             plan.down_w.append(_decay(at, now, p.half_life_days))
     if profile.keywords:
-        plan.extra.append(("keywords", rows.keywords(" ; ".join(profile.keywords))))
+        plan.extra.append(("keywords", rows.keywords(keywords_text(profile.keywords))))
     if profile.authors:
         plan.extra.append(("authors", rows.authors(profile.authors)))
     return plan

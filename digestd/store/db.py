@@ -19,7 +19,8 @@ from .locks import SchedulerLock
 from .papers import PaperQueries
 from .readers import ReaderQueries
 from .schema import SchemaState
-from .tables import Digest, DigestItem, Feedback, Listing, Paper, PaperEmbedding, User
+from .vectors import TextVectorQueries
+from .tables import Digest, DigestItem, Feedback, Listing, Paper, PaperEmbedding, TextEmbedding, User
 
 # One statement, built once: it runs on every feed poll. The outer join keeps a user without digests.
 _FEED_STAMP = (
@@ -65,7 +66,7 @@ def _create_private(path: Path) -> None:
         raise StoreError(f"cannot create the database file {path}: {e.strerror}") from e
 
 
-class Store(PaperQueries, ReaderQueries, DigestQueries):
+class Store(PaperQueries, TextVectorQueries, ReaderQueries, DigestQueries):
     def __init__(self, url: str) -> None:
         self.url = url
         try:
@@ -129,7 +130,8 @@ class Store(PaperQueries, ReaderQueries, DigestQueries):
             def n(model):
                 return s.exec(select(sa.func.count()).select_from(model)).one()
             return {"papers": n(Paper), "listings": n(Listing), "users": n(User), "votes": n(Feedback),
-                    "digests": n(Digest), "digest_items": n(DigestItem), "paper_embeddings": n(PaperEmbedding)}
+                    "digests": n(Digest), "digest_items": n(DigestItem), "paper_embeddings": n(PaperEmbedding),
+                    "text_embeddings": n(TextEmbedding)}
 
     def digest_status(self) -> dict[str, Digest]:
         """Each user's newest digest row."""

@@ -197,3 +197,15 @@ class FittedSpace(SQLModel, table=True):
     identity: str = Field(max_length=128)         # rank.persist.space_identity at fitting time
     keys_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))   # the papers it was fitted on
     space: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class TextEmbedding(SQLModel, table=True):
+    """The sentence embedding of a free text (a reader's keywords), computed once per model and
+    text. Keyed by the hash of the exact text the model read, so readers with the same keywords
+    share one row and a changed text is simply another key; a cache like ``paper_embeddings``."""
+
+    __tablename__ = "text_embeddings"
+    model: str = Field(primary_key=True, max_length=128)
+    text_hash: str = Field(primary_key=True, max_length=64)
+    dim: int
+    vector: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))   # float32, little-endian
