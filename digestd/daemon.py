@@ -11,11 +11,9 @@ process all find the row taken.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -28,6 +26,7 @@ from . import pipeline
 from .app import App, build_app, default_mailer_factory
 from .config import Settings, config_path, load_config
 from .errors import ConfigError, DigestdError
+from .http_server import HttpThread, bind
 from .logs import get_logger, setup_logging
 from .schedule import next_fire_times, source_trigger, user_trigger
 
@@ -35,8 +34,6 @@ log = get_logger("digestd.daemon")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 HANDLED = STOP_SIGNALS | {signal.SIGHUP}
-# How long uvicorn waits for open requests after the scheduler has stopped.
-HTTP_GRACE_SECONDS = 5
 # A process that is not the scheduler asks for the scheduler lock this often: when the scheduler
 # dies, another process fetches within this many seconds (the database frees a dead session's lock
 # at once). The holder uses the same beat to check that its lock's session is still alive.
@@ -312,46 +309,6 @@ def say(line: str) -> None:
     print(f"digestd: {line}", flush=True)
 
 
-def _bind(listen: str) -> socket.socket:
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]") or "0.0.0.0"
-    family, kind, proto, _name, addr = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(addr)
-        sock.listen(1024)   # a burst of presses (a digest just landed) waits in the queue, not in SYN retries
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-class HttpThread(threading.Thread):
-    """uvicorn in its own thread (off the main thread it leaves signals alone)."""
-
-    def __init__(self, asgi_app, sock: socket.socket) -> None:
-        super().__init__(name="digestd-http", daemon=True)
-        import uvicorn
-
-        # access_log off: uvicorn would print request paths, and paths carry feed and link tokens.
-        config = uvicorn.Config(asgi_app, log_config=None, access_log=False, lifespan="off", server_header=False,
-                                timeout_graceful_shutdown=HTTP_GRACE_SECONDS)
-        self.server = uvicorn.Server(config)
-        self.sock = sock
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self.server.serve(sockets=[self.sock]))
-        except BaseException as e:  # SystemExit from uvicorn included: the main thread reports it
-            self.error = e
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.join(HTTP_GRACE_SECONDS + 5)
-
-
 def _describe_mail(settings: Settings) -> str:
     if settings.smtp is None:
         return f"mail goes to the Maildir {settings.outbox_dir.resolve()}/new"
@@ -381,7 +338,7 @@ def serve(settings: Settings, config_file: str | os.PathLike | None = None) -> i
     path = Path(config_file) if config_file else config_path(None)
     path = path.resolve()
     try:
-        sock = _bind(settings.digestd.listen)
+        sock = bind(settings.digestd.listen)
     except (OSError, ValueError) as e:
         print(f"digestd: error: cannot listen on {settings.digestd.listen}: {e}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ from digestd import pipeline
 from digestd.app import build_app
 from digestd.clock import FixedClock
 from digestd.config import parse_config
-from digestd.daemon import HttpThread
+from digestd.http_server import HttpThread
 from digestd.web import create_app
 from test_daemon_support import real_papers
 

@@ -324,11 +324,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 def test_in_chromium_the_thumbs_up_button_records_the_vote(setup):
     from playwright.sync_api import sync_playwright
 
-    from digestd.daemon import HttpThread, _bind
+    from digestd.http_server import HttpThread, bind
     from digestd.web import create_app
 
     pipeline.fetch_all(setup.app)
-    sock = _bind("127.0.0.1:0")
+    sock = bind("127.0.0.1:0")
     base = "http://127.0.0.1:%d" % sock.getsockname()[1]
     server = HttpThread(create_app(setup.app), sock)
     server.start()

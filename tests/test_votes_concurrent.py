@@ -20,7 +20,7 @@ from digestd import accounts, links, pipeline
 from digestd.app import build_app
 from digestd.clock import FixedClock
 from digestd.config import parse_config
-from digestd.daemon import HttpThread
+from digestd.http_server import HttpThread
 from digestd.web import create_app
 from test_daemon_support import RecordingMailer, config_text, real_papers, user_block, write_hf_list
 
