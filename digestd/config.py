@@ -362,6 +362,12 @@ class Settings(_Strict):
         return user.sources or [s.name for s in self.sources]
 
 
+def _key_tables() -> dict:
+    """Each table's model, by the key path of the table, for "did you mean" on an unknown key."""
+    return {"": Settings, "digestd": DigestdSettings, "smtp": SmtpSettings, "ranking": RankingSettings,
+            "sources": SourceSettings, "users": UserSettings}
+
+
 def parse_config(text: str, *, config_dir: Path | None = None, path: str | None = None) -> Settings:
     from .config_check import cross_checks, key_lines, problems_from
 
@@ -374,7 +380,8 @@ def parse_config(text: str, *, config_dir: Path | None = None, path: str | None 
     except ValidationError as e:
         # The schema's cross-checks wait for every field to be valid; these do not.
         crossed = cross_checks(data)
-        problems = [p for p in problems_from(e) if not p[1].startswith(("duplicate ", "no source named "))]
+        problems = [p for p in problems_from(e, _key_tables())
+                    if not p[1].startswith(("duplicate ", "no source named "))]
         problems = list(dict.fromkeys(problems + crossed))
         raise ConfigError("invalid config", problems, path=path, lines=key_lines(text)) from e
     settings.config_dir = (config_dir or Path.cwd()).resolve()

@@ -52,22 +52,19 @@ def key_lines(text: str) -> dict[str, int]:
     return lines
 
 
-def _keys_at(path: str) -> list[str] | None:
-    """The keys the table holding ``path`` accepts, for "did you mean"."""
-    from . import config
-
-    tables = {"digestd": config.DigestdSettings, "smtp": config.SmtpSettings, "ranking": config.RankingSettings,
-              "sources": config.SourceSettings, "users": config.UserSettings}
+def _keys_at(path: str, tables: dict) -> list[str] | None:
+    """The keys the table holding ``path`` accepts, for "did you mean". ``tables``: table name -> its
+    pydantic model, "" the top level (config.py hands them over, so this module does not import it)."""
     parent = re.sub(r"\[\d+\]", "", path.rpartition(".")[0])
-    model = config.Settings if not parent else tables.get(parent)
+    model = tables.get(parent)
     if model is None:
         return None
     return [f.alias or name for name, f in model.model_fields.items() if not f.exclude]
 
 
-def did_you_mean(path: str) -> str:
+def did_you_mean(path: str, tables: dict) -> str:
     """The fix for an unknown key: the closest known key, else the list of known ones."""
-    known = _keys_at(path)
+    known = _keys_at(path, tables)
     if not known:
         return "remove it"
     key = path.rpartition(".")[2]
@@ -88,14 +85,15 @@ def _loc_to_path(loc: tuple) -> str:
     return out
 
 
-def problems_from(err) -> list[tuple[str, str]]:
+def problems_from(err, tables: dict) -> list[tuple[str, str]]:
+    """``err``: pydantic's ValidationError; ``tables``: as ``_keys_at`` takes them."""
     problems: list[tuple[str, str]] = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
         path = _loc_to_path(loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = f"unknown key; {did_you_mean(path)}"
+            msg = f"unknown key; {did_you_mean(path, tables)}"
         elif e["type"] == "missing":
             msg = f"required key is missing; fix: add {path.rpartition('.')[2]} = ..."
         # A cross-check error carries several "path: message" lines of its own.
