@@ -107,8 +107,10 @@ def encode_keywords(app: "App") -> int:
     from ..rank import keywords_text
     from ..rank.embeddings import resolve_backend
 
+    if resolve_backend(app.settings.ranking.backend) != "embeddings":
+        return 0
     texts = [keywords_text(u.keywords) for u in app.settings.users if u.keywords]
-    if not texts or resolve_backend(app.settings.ranking.backend) != "embeddings":
+    if not texts:
         return 0
     with stage(app, "encode"):
         n = paper_encoder(app).keep_texts(texts)

@@ -23,7 +23,7 @@ from ..store import Composed, Digest, Finish
 from .compose import Request, compose_batch, items_from
 from .fetch import backoff, fetch_all
 from .handoff import LEASE, Batch, Message, Sender, end_dead_leases
-from .render_pool import RenderJob, RenderPool, workers_wanted
+from .render_pool import RenderJob, RenderPool, render_one, workers_wanted
 from .timing import add_seconds, stage
 from .view import ViewRequest, build_views
 
@@ -197,7 +197,7 @@ def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], send
         rows = store.users_by_ids(d.user_id for d in todo)
     paused = {uid: u.paused_until for uid, u in rows.items() if u.paused_until is not None}
     subscribed = {u.id: u.subscribed for u in rows.values()}
-    to_render: list[tuple[Message, RenderJob]] = []
+    to_render: list[Message] = []       # their ``raw`` is the job for the render workers
     for d, view in zip(todo, views):
         if should_stop() or sender.failed:
             break
@@ -208,14 +208,14 @@ def _work_batch(app: "App", batch: Batch, user_of: dict[str, UserSettings], send
                        DeliveryOutcome(user.id, d.day, "paused", papers=len(view.papers)))
             continue
         ready = _prepare(app, user, d, view, subscribed.get(user.id, False), force, render=pool is None)
-        if isinstance(ready, tuple) and isinstance(ready[0], Message):
-            to_render.append(ready)
-        elif isinstance(ready, Message):
-            sender.put(batch, ready)
-        else:
+        if not isinstance(ready, Message):
             batch.done(*ready)
+        elif isinstance(ready.raw, RenderJob):
+            to_render.append(ready)
+        else:
+            sender.put(batch, ready)
     if to_render:
-        for (msg, _), rendered in zip(to_render, pool.submit([job for _, job in to_render])):
+        for msg, rendered in zip(to_render, pool.submit([m.raw for m in to_render])):
             msg.raw = rendered
             sender.put(batch, msg)
 
@@ -260,11 +260,9 @@ def message_id_for(app: "App", digest_id: int, day: dt.date, resend: bool) -> st
 
 
 def _prepare(app: "App", user: UserSettings, d: Digest, view, subscribed: bool, force: bool,
-             render: bool = True) -> Message | tuple[Message, RenderJob] | tuple[Finish, DeliveryOutcome]:
+             render: bool = True) -> Message | tuple[Finish, DeliveryOutcome]:
     """The rendered message for one digest, or how it ends without one; with ``render`` False, the
-    message still to render and the job that renders it (in a worker process)."""
-    from ..render import render_message
-
+    message whose ``raw`` is still the job that renders it (in a worker process)."""
     now = app.clock.now()
     n = len(view.papers)
     if not n and user.on_empty == "skip":
@@ -275,10 +273,12 @@ def _prepare(app: "App", user: UserSettings, d: Digest, view, subscribed: bool, 
                 DeliveryOutcome(user.id, d.day, "feed-only" if subscribed else "unsubscribed", papers=n))
     try:
         mid = message_id_for(app, d.id, d.day, force and d.sent_at is not None)
+        # Without workers the view's texts were made readable in the pass (build_views).
+        job = RenderJob(view, app.from_addr, mid, now, app.list_id, as_stored=not render)
         if not render:
-            return Message(d, user, None, mid, n), RenderJob(view, app.from_addr, mid, now, app.list_id, as_stored=True)
+            return Message(d, user, job, mid, n)
         with stage(app, "render"):
-            raw = render_message(view, from_addr=app.from_addr, message_id=mid, date=now, list_id=app.list_id)
+            raw = render_one(job)
         return Message(d, user, raw, mid, n)
     except Exception as e:  # one reader's bug must not stop the others; the digest is retried later
         log.exception("digest failed: %s", e, extra={"user": user.id})
@@ -289,7 +289,7 @@ def _send(app: "App", mailer, msg: Message) -> tuple[Finish, DeliveryOutcome]:
     d, user = msg.digest, msg.user
     now = app.clock.now()
     try:
-        raw = msg.bytes()        # a worker may still be rendering it
+        raw = msg.raw_bytes()    # a worker may still be rendering it
         with stage(app, "smtp"):
             mailer.send_raw(raw, user.email)
         log.info("digest sent: %d papers", msg.papers, extra={"user": user.id})

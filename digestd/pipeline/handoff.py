@@ -37,11 +37,11 @@ BATCHES_IN_FLIGHT = 2                     # one being sent, one being composed: 
 class Message:
     digest: Digest
     user: UserSettings
-    raw: object             # bytes, or a render_pool.Rendered a worker process is rendering
+    raw: object             # bytes; or a render_pool.Rendered a worker process is rendering (a RenderJob before)
     message_id: str
     papers: int
 
-    def bytes(self) -> bytes:
+    def raw_bytes(self) -> bytes:
         return self.raw if isinstance(self.raw, bytes) else self.raw.result()
 
 

@@ -13,9 +13,9 @@ def stage(app, name: str):
     try:
         yield
     finally:
-        app.timings[name] = app.timings.get(name, 0.0) + time.perf_counter() - t
+        add_seconds(app, name, time.perf_counter() - t)
 
 
 def add_seconds(app, name: str, seconds: float) -> None:
-    """Time a stage spent elsewhere (a render worker process), added to the pass's own."""
+    """Seconds of a stage added to the pass's: timed here (``stage``) or elsewhere (a render worker)."""
     app.timings[name] = app.timings.get(name, 0.0) + seconds

@@ -25,9 +25,9 @@ class TextVectorQueries:
         """text hash -> float32 vector, for the hashes that have one under ``model``."""
         t = TextEmbedding.__table__
         out: dict[str, np.ndarray] = {}
-        for part in _chunks(hashes):
-            q = sa.select(t.c.text_hash, t.c.dim, t.c.vector).where(t.c.model == model, t.c.text_hash.in_(part))
-            with self.engine.connect() as c:
+        with self.engine.connect() as c:
+            for part in _chunks(hashes):
+                q = sa.select(t.c.text_hash, t.c.dim, t.c.vector).where(t.c.model == model, t.c.text_hash.in_(part))
                 for h, dim, blob in c.execute(q):
                     v = np.frombuffer(blob, dtype="<f4")
                     if len(v) == dim:
@@ -38,8 +38,8 @@ class TextVectorQueries:
         """Which of ``hashes`` have a vector under ``model``, without reading the vectors."""
         t = TextEmbedding.__table__
         out: set[str] = set()
-        for part in _chunks(hashes):
-            with self.engine.connect() as c:
+        with self.engine.connect() as c:
+            for part in _chunks(hashes):
                 out.update(c.execute(sa.select(t.c.text_hash).where(t.c.model == model, t.c.text_hash.in_(part)))
                            .scalars())
         return out
