@@ -119,6 +119,43 @@ def test_a_pass_in_several_batches_delivers_each_reader_exactly_once(world, monk
     assert sum(received(rec).values()) == N_READERS
 
 
+def test_the_garbage_collector_is_paused_while_a_batch_works_and_back_on_after_the_pass(world, monkeypatch):
+    import gc
+
+    app, _rec, _clock = world
+    monkeypatch.setattr(deliver_mod, "BATCH_SIZE", 10)
+    seen = []
+    real = deliver_mod.compose_batch
+
+    def watched(app, requests, now):
+        seen.append(gc.isenabled())
+        return real(app, requests, now)
+
+    monkeypatch.setattr(deliver_mod, "compose_batch", watched)
+    assert gc.isenabled()
+    outcomes = pipeline.deliver_due(app)
+    assert Counter(o.status for o in outcomes) == {"sent": N_READERS}
+    assert seen == [False, False, False]          # three batches of ten, each with the collector off
+    assert gc.isenabled()
+
+
+def test_a_batch_that_raises_still_turns_the_garbage_collector_back_on(world, monkeypatch):
+    import gc
+
+    app, _rec, _clock = world
+    paused = []
+
+    def broken(*a, **k):
+        paused.append(not gc.isenabled())
+        raise RuntimeError("a bug in the pass")
+
+    monkeypatch.setattr(deliver_mod, "_deliver_batch", broken)
+    with pytest.raises(RuntimeError):
+        pipeline.deliver_due(app)
+    assert paused == [True]
+    assert gc.isenabled()
+
+
 class Killed(BaseException):
     """What a SIGKILL looks like from inside: nothing after it runs, not even a release."""
 

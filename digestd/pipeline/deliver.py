@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 from urllib.parse import urlsplit
 
+from ..collector import collector_paused
 from ..config import UserSettings
 from ..errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from ..logs import get_logger
@@ -133,8 +134,9 @@ def deliver_work(app: "App", work: Sequence[Work], *, force: bool = False,
                 break
             chunk = [(users[uid] if uid in users else app.reader(uid), d) for uid, d in work[i:i + BATCH_SIZE]]
             sender.begin()
-            batch = _deliver_batch(app, chunk, sender, composed_at, force=force, should_stop=should_stop,
-                                   already=already, pool=pool)
+            with collector_paused():
+                batch = _deliver_batch(app, chunk, sender, composed_at, force=force, should_stop=should_stop,
+                                       already=already, pool=pool)
             if batch is not None:
                 batches.append(batch)
     return already + [o for b in batches for o in b.outcomes]

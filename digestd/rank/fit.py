@@ -13,15 +13,14 @@ params, never on who else is in the batch (up to float rounding in the shared pr
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import gc
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..collector import collector_paused
 from ..models import PaperText, ProfileInput
 from .features import N_FEATURES, FeatureSpace, Featurized, featurize, space_dim
 from .interests import centroids, cluster, gram_blocks
@@ -236,21 +235,8 @@ def fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, backgroun
     negatives are sampled from). ``cache``: per-paper work kept for the next call; by default one
     kept with the background (like its neighbour graph), so retraining a reader after a vote
     featurises and tokenises nothing it saw before."""
-    with _collector_paused():
+    with collector_paused():      # millions of small objects (anchors, term dicts), none of them cyclic garbage
         return _fit_readers(profiles, space, featurize(space, background), now, params or params_for(space.backend), cache)
-
-
-@contextlib.contextmanager
-def _collector_paused():
-    """A batch creates millions of small objects (anchors, term dicts) and frees none of them: the
-    cyclic collector would walk them again and again (measured: a tenth of a 10,000-reader fit)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _fit_readers(profiles: Sequence[ProfileInput], space: FeatureSpace, bg: Featurized, now: dt.datetime,
