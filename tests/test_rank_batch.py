@@ -147,8 +147,8 @@ def test_interest_similarity_equals_the_product_with_the_models_own_centroids(wo
     got = reader_interest(models, pool)
     mix = models[0].params.dense_mix
     for u, m in enumerate(models):
-        direct = ((1 - mix) * pool.feats.sparse_dot(m.centroids_sparse)
-                  + mix * (pool.feats.dense @ m.centroids_dense.T)).max(axis=1)
+        c_sparse, c_dense = m.centroids()
+        direct = ((1 - mix) * pool.feats.sparse_dot(c_sparse) + mix * (pool.feats.dense @ c_dense.T)).max(axis=1)
         np.testing.assert_allclose(got[u], direct, rtol=1e-4, atol=1e-5)
 
 

@@ -206,7 +206,8 @@ def paper_encoder(app: "App"):
 def reader_models(app: "App", profiles: Sequence[ProfileInput], corpus: Corpus, now: dt.datetime) -> dict[str, object]:
     """Each reader's trained model: the stored one while its fingerprint matches (same votes, seeds,
     keywords, authors, params and space) and it is younger than ``persist.MAX_AGE``, else trained;
-    the newly trained are stored in one transaction. One query reads the batch's stored models.
+    the newly trained are stored a hundred to a transaction. One query reads which stored models
+    are still valid; only those models' bytes are read, a hundred at a time.
 
     Only readers whose input changed pay for training; a model that cannot be read (written by
     another version) is retrained, never fatal."""
@@ -216,17 +217,26 @@ def reader_models(app: "App", profiles: Sequence[ProfileInput], corpus: Corpus, 
     if not profiles:
         return models
     with stage(app, "store"):
-        stored = app.store.profiles_of(p.user_id for p in profiles)
+        heads = app.store.profile_heads(p.user_id for p in profiles)
     want: dict[str, str] = {}
     todo: list[ProfileInput] = []
     with stage(app, "train"):
-        reusable = []
+        valid = []
         for profile in profiles:
             fp = want[profile.user_id] = persist.fingerprint(profile, corpus.identity, params_for(corpus.space.backend))
-            row = stored.get(profile.user_id)
-            if row is not None and persist.reusable(row.fingerprint, row.trained_at, fp, now):
-                reusable.append((profile.user_id, row.model))
-        loaded = persist.loads_many(reusable)
+            head = heads.get(profile.user_id)
+            if head is not None and persist.reusable(head[0], head[1], fp, now):
+                valid.append(profile.user_id)
+    loaded: dict[str, object] = {}
+    chunks = app.store.profile_models(valid)
+    while True:
+        with stage(app, "store"):
+            blobs = next(chunks, None)
+        if blobs is None:
+            break
+        with stage(app, "train"):
+            loaded.update(persist.loads_many(blobs))
+    with stage(app, "train"):
         for profile in profiles:
             got = loaded.get(profile.user_id)
             if isinstance(got, StoredModelError):
@@ -244,7 +254,7 @@ def reader_models(app: "App", profiles: Sequence[ProfileInput], corpus: Corpus, 
     if todo:
         try:
             with stage(app, "store"):
-                app.store.save_profiles([(p.user_id, want[p.user_id], persist.dumps(models[p.user_id])) for p in todo],
+                app.store.save_profiles(((p.user_id, want[p.user_id], persist.dumps(models[p.user_id])) for p in todo),
                                         now)
         except StoreError as e:   # the models are still good for this pass; the next one trains again
             log.warning("%s", e)

@@ -32,7 +32,7 @@ def _interest_weights(model: UserModel) -> tuple[np.ndarray, np.ndarray]:
 def prime_interest_weights(models: Sequence[UserModel]) -> None:
     """``_interest_weights`` for many models at once: the norms of every interest's weighted sum of
     anchors in one sparse product (one-anchor interests, most of them, from the row norm alone)."""
-    todo = [m for m in models if not m.empty and m.centroids_dense.shape[0]
+    todo = [m for m in models if m.n_interests
             and (id(m) not in _INTEREST_WEIGHTS or _INTEREST_WEIGHTS[id(m)][0]() is not m)]
     for start in range(0, len(todo), CHUNK):      # the stacked anchors of a chunk at a time
         _prime(todo[start:start + CHUNK])
@@ -110,7 +110,7 @@ def closeness_at(model: UserModel, pool: PassPool, cols: np.ndarray) -> tuple[np
     s_dense = _dense_sims(model, pool, cols) if model.pos_dense.shape[1] == pool.dense.shape[1] \
         else np.zeros_like(s_sparse)
     anchor = ((1 - mix) * s_sparse + mix * s_dense).max(axis=0)
-    if not model.centroids_dense.shape[0]:
+    if not model.n_interests:
         return anchor, np.zeros(len(cols))
     ws, wd = _interest_weights(model)
     return anchor, (ws @ s_sparse + wd @ s_dense).max(axis=0)

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from ..collector import collector_paused
 from ..models import PaperText, ProfileInput
 from .features import N_FEATURES, FeatureSpace, Featurized, featurize, space_dim
-from .interests import centroids, cluster, gram_blocks
+from .interests import cluster, gram_blocks
 from .logistic import SharedNegatives, fit_logistic
 from .pool import remember_row_keys, row_keys
 from .profile import Anchor, Params, UserModel, params_for
@@ -289,7 +289,6 @@ def _bare_models(plans: list[_Plan], rows: _Rows, now: dt.datetime, p: Params) -
         user_id=plan.profile.user_id, params=p, anchors=plan.anchors,
         pos_sparse=later if plan.anchors else sp.csr_matrix((0, N_FEATURES)), pos_dense=rows.dense[plan.rows],
         pos_weight=np.array([a.weight for a in plan.anchors], dtype=float),
-        centroids_sparse=later if plan.anchors else sp.csr_matrix((0, N_FEATURES)), centroids_dense=np.zeros((0, 1)),
         cluster_of=np.zeros(0, dtype=int), neg_sparse=neg, neg_dense=rows.dense[plan.downs],
         coef_dense=None, intercept=0.0, keywords=list(plan.profile.keywords),
         known_keys=frozenset(plan.voted | {a.key for a in plan.anchors if a.key}), trained_at=now,
@@ -321,12 +320,8 @@ def _fit_chunk(plans: list[_Plan], models: list[UserModel], pos_sparse: sp.csr_m
         weights[b, :sizes[b]] = model.pos_weight
     gs, gd = gram_blocks(pos_sparse, pos_dense, sizes, width)
     labels = cluster(gs, gd, weights, sizes, p.cluster_threshold, p.dense_mix)
-    labels = [labels[b, :sizes[b]] for b in range(len(plans))]
-    c_sparse, c_dense, first = centroids(pos_sparse, pos_dense, labels, [m.pos_weight for m in models])
-    for b, (model, cs) in enumerate(zip(models, _split(c_sparse, bounds=first))):
-        model.cluster_of = labels[b]
-        model.centroids_sparse = cs
-        model.centroids_dense = c_dense[first[b]:first[b + 1]]
+    for b, model in enumerate(models):
+        model.cluster_of = labels[b, :sizes[b]]
     if neg is None:
         return
     # Linear model on the topic view: liked vs disliked (heavy) + sampled unvoted (light, summing to

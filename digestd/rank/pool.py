@@ -159,12 +159,10 @@ class PassPool:
             new = [i for i in missing if keys[i] not in self._sims_slot][:max(0, room)]
             if not new:
                 return
-            cap = 0 if self._sims is None else self._sims.shape[0]
-            if used + len(new) > cap:
-                grown = np.empty((max(2 * cap, used + len(new), 256), self.n), dtype=np.float32)
-                if cap:
-                    grown[:used] = self._sims[:used]
-                self._sims = grown
+            if self._sims is None:
+                # Reserved whole, written row by row: the system backs only the rows written, and
+                # the cache never doubles (a doubling held old and new, 400 MB, for a moment).
+                self._sims = np.empty((used + room, self.n), dtype=np.float32)
             self._sims[used:used + len(new)] = sims[new]
             for j, i in enumerate(new):
                 self._sims_slot[keys[i]] = used + j

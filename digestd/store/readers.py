@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -221,29 +222,44 @@ class ReaderQueries:
                 out[uid].append(VoteRecord(paper=papers[key], vote=vote, at=at, via=via))
         return out
 
-    def profiles_of(self, user_ids: Iterable[str]) -> dict[str, Profile]:
+    def profile_heads(self, user_ids: Iterable[str]) -> dict[str, tuple[str, dt.datetime | None]]:
+        """(fingerprint, trained_at) of each reader's stored model, without the model's bytes: most
+        of them are read only if still valid (``profile_models``)."""
         ids = list(dict.fromkeys(user_ids))
-        out: dict[str, Profile] = {}
+        out: dict[str, tuple[str, dt.datetime | None]] = {}
         with self.session() as s:
             for i in range(0, len(ids), 500):
-                out.update({p.user_id: p for p in s.exec(select(Profile).where(Profile.user_id.in_(ids[i:i + 500])))})
+                out.update({uid: (fp, at) for uid, fp, at in s.exec(
+                    select(Profile.user_id, Profile.fingerprint, Profile.trained_at)
+                    .where(Profile.user_id.in_(ids[i:i + 500])))})
         return out
+
+    def profile_models(self, user_ids: Iterable[str], chunk: int = 100) -> Iterator[list[tuple[str, bytes]]]:
+        """The stored models' bytes, (user id, bytes), ``chunk`` readers at a time: a batch's models
+        are over a hundred megabytes, and each chunk can be unpacked and let go before the next."""
+        ids = list(dict.fromkeys(user_ids))
+        for i in range(0, len(ids), chunk):
+            with self.session() as s:
+                rows = s.exec(select(Profile.user_id, Profile.model).where(Profile.user_id.in_(ids[i:i + chunk]))).all()
+            yield [(uid, bytes(blob)) for uid, blob in rows]
 
     def save_profiles(self, rows: Iterable[tuple[str, str, bytes]], now: dt.datetime) -> None:
         """Keep (or replace) trained models, (user id, fingerprint, bytes) each, a hundred to a
-        transaction: a batch's models are tens of megabytes, and one long write would hold up the
-        pass's outcome writes behind it. An upsert: two processes training one reader at once both
+        transaction: a batch's models are over a hundred megabytes, and one long write would hold up
+        the pass's outcome writes behind it. ``rows`` is read a hundred at a time, so a generator's
+        bytes need not all exist at once. An upsert: two processes training one reader at once both
         succeed, the last write wins, and either model is valid for its fingerprint."""
-        values = [{"user_id": u, "fingerprint": f, "model": m, "trained_at": now} for u, f, m in rows]
-        if not values:
-            return
         insert = dialect_insert(self.engine)
+        rows = iter(rows)
+        saved = 0
         try:
-            for i in range(0, len(values), 100):
+            while values := [{"user_id": u, "fingerprint": f, "model": m, "trained_at": now}
+                             for u, f, m in itertools.islice(rows, 100)]:
                 with self.engine.begin() as c:
-                    stmt = insert(Profile.__table__).values(values[i:i + 100])
+                    stmt = insert(Profile.__table__).values(values)
                     c.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={
                         "fingerprint": stmt.excluded.fingerprint, "model": stmt.excluded.model,
                         "trained_at": stmt.excluded.trained_at}))
+                saved += len(values)
         except SQLAlchemyError as e:
-            raise StoreError(f"cannot save {len(values)} trained profiles: {e.__class__.__name__}") from e
+            raise StoreError(f"cannot save trained profiles (saved {saved} before): {e.__class__.__name__}") from e
