@@ -207,7 +207,7 @@ def test_a_stored_model_keeps_no_interest_centroids_and_reads_back_whole_alone_o
     many = persist.loads_many([(p.user_id, persist.dumps(m)) for p, m in zip(people, fitted)])
     for profile, model in zip(people, fitted):
         blob = persist.dumps(model)
-        stored = pickle.loads(blob)
+        stored = pickle.loads(blob)[0]
         assert not {"centroids_sparse", "centroids_dense"} & set(vars(stored))      # derived, never kept
         for back in (persist.loads(blob, profile.user_id), many[profile.user_id]):
             assert_same_model(back, model)
@@ -226,6 +226,30 @@ def test_a_fitted_model_carries_the_row_keys_a_stored_copy_of_it_gets(world):
         assert reader_rows(model) == reader_rows(back)
         assert reader_rows(model) == (row_keys(model.pos_sparse, model.pos_dense), row_keys(model.neg_sparse, model.neg_dense))
         assert model.pos_sparse.has_sorted_indices and model.neg_sparse.has_sorted_indices
+
+
+def test_a_stored_model_brings_its_row_keys_and_is_not_hashed_again(world, monkeypatch):
+    import pickle
+
+    from digestd.rank import pool
+    from digestd.rank.pool import reader_rows
+
+    space, bg, background, older = world
+    people = readers(background, older, n=4, seed=9)
+    fitted = fit_readers(people, space, bg, NOW)
+    blobs = [(p.user_id, persist.dumps(m)) for p, m in zip(people, fitted)]
+    # Keys that do not fit the rows (a damaged blob) are not trusted: they are hashed again.
+    model, pos_keys, neg_keys = pickle.loads(blobs[0][1])
+    damaged = persist.loads(pickle.dumps((model, pos_keys[:-1], neg_keys)), people[0].user_id)
+    assert reader_rows(damaged) == reader_rows(fitted[0])
+
+    def no_hashing(*a, **k):
+        raise AssertionError("a stored model's rows were hashed again")
+
+    monkeypatch.setattr(pool, "row_keys", no_hashing)
+    loaded = persist.loads_many(blobs)
+    for p, m in zip(people, fitted):
+        assert reader_rows(loaded[p.user_id]) == reader_rows(m)
 
 
 def test_each_readers_sparse_gram_from_the_batch_product_is_their_rows_times_their_rows_bit_for_bit(world):
