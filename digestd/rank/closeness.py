@@ -120,4 +120,4 @@ def _dense_sims(model: UserModel, pool: PassPool, cols: np.ndarray) -> np.ndarra
     """The anchors' topic cosines at ``cols``, in float32 as scoring computes them (the sparse view
     here is float32 already): the product and the gather of the pool's rows were most of a reader's
     selection time in float64, and closeness only decides which side of a threshold a paper lies."""
-    return model.pos_dense.astype(np.float32) @ pool.dense[cols].T
+    return model.pos_dense.astype(np.float32, copy=False) @ pool.dense[cols].T

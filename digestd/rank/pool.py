@@ -250,7 +250,7 @@ def row_keys(sparse: sp.csr_matrix, dense: np.ndarray) -> list[bytes]:
     """A content hash per row (sparse and dense views): equal rows score equally, so readers who
     liked the same paper share one similarity row."""
     sparse = sp.csr_matrix(sparse)
-    dense = np.ascontiguousarray(dense, dtype=np.float64)
+    dense = np.ascontiguousarray(dense, dtype=np.float32)     # as models keep them
     ip, ind, dat = sparse.indptr, sparse.indices, sparse.data
     out = []
     for i in range(sparse.shape[0]):
