@@ -9,67 +9,21 @@ renders in the pass itself, as before.
 """
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import multiprocessing
 import os
-import time
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
 
 from ..errors import RenderError
 from ..logs import get_logger
-from ..models import Digest
+from ..render_job import RenderJob, readable_view, render_chunk, render_one
+
+__all__ = ["RenderJob", "RenderPool", "Rendered", "readable_view", "render_one", "workers_wanted"]
 
 log = get_logger("digestd.render")
 
 POOL_MIN_MESSAGES = 200       # fewer than this in a pass: starting a process costs more than it saves
 CHUNK = 50                    # messages per task: amortises the pickling round trip
 MAX_WORKERS = 4
-
-
-@dataclass(frozen=True)
-class RenderJob:
-    view: Digest
-    from_addr: str
-    message_id: str
-    date: dt.datetime
-    list_id: str
-    as_stored: bool = False      # the view's texts are as stored: make them readable first
-
-
-def readable_view(view: Digest) -> Digest:
-    """What ``build_views`` shows, from a view it built with ``readable_text=False``: TeX as Unicode,
-    control characters gone (``mathtext.readable``). Converting TeX (pylatexenc, milliseconds an
-    abstract) is then the workers' work too, not the pass's."""
-    from ..mathtext import readable
-
-    papers = [dataclasses.replace(p, title=readable(p.title, one_line=True), abstract=readable(p.abstract),
-                                  authors=[readable(a, one_line=True) for a in p.authors],
-                                  highlight=readable(p.highlight) or None, ai_summary=readable(p.ai_summary))
-              for p in view.papers]
-    return dataclasses.replace(view, papers=papers)
-
-
-def render_one(job: RenderJob) -> bytes:
-    from ..render import render_message
-
-    view = readable_view(job.view) if job.as_stored else job.view
-    return render_message(view, from_addr=job.from_addr, message_id=job.message_id, date=job.date,
-                          list_id=job.list_id)
-
-
-def _render_chunk(jobs: list[RenderJob]) -> tuple[list[tuple[bool, object]], float]:
-    """In a worker: each job's bytes, or its error as one line (an exception object might not
-    pickle); and the seconds it took, for the pass's ``render`` stage."""
-    t = time.perf_counter()
-    out: list[tuple[bool, object]] = []
-    for job in jobs:
-        try:
-            out.append((True, render_one(job)))
-        except Exception as e:  # one reader's bad digest must not take the chunk's others with it
-            out.append((False, f"{e.__class__.__name__}: {e}"))
-    return out, time.perf_counter() - t
 
 
 class Rendered:
@@ -110,7 +64,8 @@ class RenderPool:
 
     Workers are spawned, not forked: the pass has threads (the lease, the sender, the encoder's)
     whose locks a fork could copy held. A spawned worker imports the program's main module as
-    ``__mp_main__`` (digestd's own entry points guard theirs); should workers die or fail to start,
+    ``__mp_main__`` (digestd's own entry points guard theirs) and ``digestd.render_job``, which
+    needs only the templates: not this package, numpy or the database; should workers die or fail to start,
     the sending thread renders each message itself, so a pass never loses a digest to them."""
 
     def __init__(self, workers: int, on_seconds=lambda s: None) -> None:
@@ -133,7 +88,7 @@ class RenderPool:
         for i in range(0, len(jobs), CHUNK):
             part = jobs[i:i + CHUNK]
             try:
-                future = self._pool.submit(_render_chunk, part)
+                future = self._pool.submit(render_chunk, part)
                 future.add_done_callback(self._count)
             except Exception as e:           # the pool broke since (BrokenProcessPool): see Rendered.result
                 future = Future()
