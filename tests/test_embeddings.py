@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_fetch import fetch_bringing
 
 from digestd import evaluate, pipeline
 from digestd.app import build_app
@@ -231,10 +232,7 @@ def test_a_fetch_that_brings_new_papers_encodes_them_then_not_when_the_digest_is
     fresh = FetchedPaper(key="2505.00002", title="Spectral clustering of protein interaction graphs",
                          abstract="We cluster interaction networks by their Laplacian spectra.")
 
-    def fetch_source(app_, src, *a, **kw):
-        store.upsert_papers(src.name, NOW.date(), [fresh], NOW - dt.timedelta(minutes=1))
-        return [pipeline.FetchOutcome(source=src.name, day=NOW.date(), papers=1, new_papers=1, new_listings=1)]
-
+    fetch_source = fetch_bringing(store, [fresh], NOW.date(), NOW - dt.timedelta(minutes=1), listed=False)
     monkeypatch.setattr(pipeline, "fetch_source", fetch_source)
     Daemon(app, None, own_mailer=False).fetch("blog")
     # Encoded at fetch time: the background and the newcomer, each once ...
@@ -410,11 +408,8 @@ def test_fetch_and_run_once_encode_the_papers_they_bring_right_after_the_fetch(e
     fresh = FetchedPaper(key="2505.00003", title="Graph spectra of coupled oscillator networks",
                          abstract="We relate synchronisation to the Laplacian spectrum.")
 
-    def fetch_source(app_, src, *a, **kw):
-        store.upsert_papers(src.name, NOW.date(), [fresh], NOW - dt.timedelta(minutes=1))
-        return [pipeline.FetchOutcome(source=src.name, day=NOW.date(), papers=1, new_papers=1, new_listings=1)]
-
-    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source", fetch_source)
+    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source",
+                        fetch_bringing(store, [fresh], NOW.date(), NOW - dt.timedelta(minutes=1), listed=False))
     pipeline.fetch_all(app)
     assert fake.seen[f"{fresh.title}. {fresh.abstract}"] == 1
     assert set(paper_encodings(fake, papers).values()) == {1}
@@ -431,12 +426,9 @@ def test_a_fetch_that_brings_more_papers_than_the_background_holds_encodes_every
     old = [FetchedPaper(key=f"2401.{i:05d}", title=f"Coupled oscillators on lattices, part {i}",
                         abstract=f"We study synchronisation regime {i} on square lattices.") for i in range(120)]
 
-    def fetch_source(app_, src, *a, **kw):
-        store.upsert_papers(src.name, NOW.date() - dt.timedelta(days=30), old, NOW - dt.timedelta(days=30))
-        return [pipeline.FetchOutcome(source=src.name, day=NOW.date(), papers=len(old), new_papers=len(old),
-                                      new_listings=len(old), listed=[p.key for p in old])]
-
-    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source", fetch_source)
+    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source",
+                        fetch_bringing(store, old, NOW.date(), NOW - dt.timedelta(days=30),
+                                       listed_on=NOW.date() - dt.timedelta(days=30)))
     pipeline.fetch_all(app)
     assert all(fake.seen[f"{p.title}. {p.abstract}"] == 1 for p in old)
     # A reader who votes on one of them trains without running the model again.

@@ -9,6 +9,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from fake_fetch import fetch_bringing
 from test_embeddings import CONFIG, NOW, FakeEncoder, eval_papers, real_model
 
 from digestd import pipeline
@@ -161,12 +162,8 @@ def test_the_delivery_pass_with_every_vector_stored_never_loads_the_model(kw_app
     fresh = FetchedPaper(key="2505.00009", title="Spectra of small-world graphs",
                          abstract="We compute Laplacian spectra of small-world networks.")
 
-    def fetch_source(app_, src, *a, **kw):
-        store.upsert_papers(src.name, NOW.date(), [fresh], NOW - dt.timedelta(minutes=1))
-        return [pipeline.FetchOutcome(source=src.name, day=NOW.date(), papers=1, new_papers=1, new_listings=1,
-                                      listed=[fresh.key])]
-
-    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source", fetch_source)
+    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source",
+                        fetch_bringing(store, [fresh], NOW.date(), NOW - dt.timedelta(minutes=1)))
     fetched, delivered = pipeline.run_once(app)
     assert fake.loads == 1 and not fake.loaded            # loaded once, for the fetch's vectors, then let go
     assert sorted(o.status for o in delivered) == ["sent", "sent"]
@@ -189,13 +186,9 @@ def test_with_the_real_model_the_delivery_pass_after_a_fetch_runs_without_its_se
     store = open_store(database_url)
     papers = eval_papers(30)
 
-    def fetch_source(app_, src, *a, **kw):
-        store.upsert_papers(src.name, NOW.date(), [FetchedPaper(key=p.key, title=p.title, abstract=p.abstract)
-                                                   for p in papers], NOW - dt.timedelta(minutes=5))
-        return [pipeline.FetchOutcome(source=src.name, day=NOW.date(), papers=len(papers), new_papers=len(papers),
-                                      new_listings=len(papers), listed=[p.key for p in papers])]
-
-    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source", fetch_source)
+    fetched_papers = [FetchedPaper(key=p.key, title=p.title, abstract=p.abstract) for p in papers]
+    monkeypatch.setattr("digestd.pipeline.fetch.fetch_source",
+                        fetch_bringing(store, fetched_papers, NOW.date(), NOW - dt.timedelta(minutes=5)))
     app = build_app(settings, clock=FixedClock(NOW), store=store)
     pipeline.fetch_all(app)
     model = embeddings.load_embedder()

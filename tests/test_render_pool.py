@@ -12,7 +12,8 @@ from test_pass import N_READERS, received, world  # noqa: F401  (world is a fixt
 
 from digestd import pipeline
 from digestd.pipeline import render_pool
-from digestd.pipeline.render_pool import POOL_MIN_MESSAGES, RenderPool, readable_view, render_one, workers_wanted
+from digestd.pipeline.render_pool import POOL_MIN_MESSAGES, RenderPool, workers_wanted
+from digestd.render_job import RenderJob, readable_view, render_one
 from digestd.pipeline.view import ViewRequest, build_views
 from digestd.store import Item
 
@@ -125,7 +126,6 @@ def test_a_view_left_as_stored_and_made_readable_in_the_worker_is_the_view_the_p
 @pytest.mark.parametrize("n", [120])   # three chunks: order kept across them
 def test_the_pool_returns_each_job_s_bytes_in_order(world, n):
     app, _rec, clock = world
-    from digestd.pipeline.render_pool import RenderJob
     from digestd.pipeline.view import preview
 
     view = preview(app, "r01")
@@ -142,7 +142,6 @@ def test_when_a_render_worker_is_killed_the_pass_renders_the_messages_itself(wor
     import signal
     import time
 
-    from digestd.pipeline.render_pool import RenderJob
     from digestd.pipeline.view import preview
 
     app, _rec, clock = world

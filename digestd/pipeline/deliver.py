@@ -19,12 +19,13 @@ from ..collector import collector_paused
 from ..config import UserSettings
 from ..errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from ..logs import get_logger
+from ..render_job import RenderJob, render_one
 from ..schedule import due_day, local_now
 from ..store import Composed, Digest, Finish
 from .compose import Request, compose_batch, items_from
 from .fetch import backoff, fetch_all
 from .handoff import LEASE, Batch, Message, Sender, end_dead_leases
-from .render_pool import RenderJob, RenderPool, render_one, workers_wanted
+from .render_pool import RenderPool, workers_wanted
 from .timing import add_seconds, stage
 from .view import ViewRequest, build_views
 

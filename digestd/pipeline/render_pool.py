@@ -15,9 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from ..errors import RenderError
 from ..logs import get_logger
-from ..render_job import RenderJob, readable_view, render_chunk, render_one
-
-__all__ = ["RenderJob", "RenderPool", "Rendered", "readable_view", "render_one", "workers_wanted"]
+from ..render_job import RenderJob, render_chunk, render_one
 
 log = get_logger("digestd.render")
 
@@ -65,8 +63,8 @@ class RenderPool:
     Workers are spawned, not forked: the pass has threads (the lease, the sender, the encoder's)
     whose locks a fork could copy held. A spawned worker imports the program's main module as
     ``__mp_main__`` (digestd's own entry points guard theirs) and ``digestd.render_job``, which
-    needs only the templates: not this package, numpy or the database; should workers die or fail to start,
-    the sending thread renders each message itself, so a pass never loses a digest to them."""
+    needs only the templates: not this package, numpy or the database. Should workers die or fail
+    to start, the sending thread renders each message itself, so a pass never loses a digest to them."""
 
     def __init__(self, workers: int, on_seconds=lambda s: None) -> None:
         self.workers = workers

@@ -80,7 +80,7 @@ def build_views(app: "App", requests: Sequence[ViewRequest], now: dt.datetime, *
                 readable_text: bool = True) -> list[DigestView]:
     """``via``: where the views are shown ("email" or "feed"), signed into their feedback links.
     ``readable_text`` False leaves titles, authors, abstracts, summaries and highlights as stored (TeX
-    and all), for the render worker that makes them readable (``render_pool.readable_view``)."""
+    and all), for the render worker that makes them readable (``render_job.readable_view``)."""
     text = readable if readable_text else _as_stored
     store = app.store
     with stage(app, "store"):

@@ -98,18 +98,11 @@ class PaperEncoder:
             return np.zeros((0, self.dim))
         texts = [paper_text_plain(p) for p in papers]
         keys = [(p.key, text_hash(t)) for p, t in zip(papers, texts)]
-        found = {k: self._memo[k] for k in keys if k in self._memo}
-        missing = [k for k in dict.fromkeys(keys) if k not in found]
-        if missing and self.cache is not None:
-            loaded = self.cache.load(missing)
-            self.from_cache += len(loaded)
-            found.update({k: _as_f32(v) for k, v in loaded.items()})
-            missing = [k for k in missing if k not in found]
-        if missing:
-            text_of = dict(zip(keys, texts))
-            found.update(self._encode(missing, text_of))
-        self._remember(found)
-        return np.vstack([found[k] for k in keys]).astype(np.float64)
+        text_of = dict(zip(keys, texts))
+        out, loaded = self._vectors(keys, self.cache.load if self.cache is not None else None,
+                                    lambda missing: self._encode(missing, text_of))
+        self.from_cache += loaded
+        return out
 
     def texts(self, texts: Iterable[str]) -> np.ndarray:
         """Free text (a reader's keywords; never the sentences of abstracts, see ``dense_text_lexical``):
@@ -118,17 +111,31 @@ class PaperEncoder:
         if not texts:
             return np.zeros((0, self.dim))
         keys = [("", text_hash(t)) for t in texts]
+        text_of = dict(zip(keys, texts))
+        load = None
+        if self.text_cache is not None:
+            def load(missing: list[CacheKey]) -> dict[CacheKey, np.ndarray]:
+                return {("", h): v for h, v in self.text_cache.load([h for _, h in missing]).items()}
+        out, loaded = self._vectors(keys, load, lambda missing: self._encode_texts({h: text_of[("", h)]
+                                                                                    for _, h in missing}))
+        self.texts_from_cache += loaded
+        return out
+
+    def _vectors(self, keys: list[CacheKey], load, encode) -> tuple[np.ndarray, int]:
+        """The vectors of ``keys``, in order, as float64: the in-memory memo first, then ``load``
+        (a cache's, or None), then ``encode`` for what neither holds; and how many the cache gave."""
         found = {k: self._memo[k] for k in keys if k in self._memo}
-        todo = {k: t for k, t in zip(keys, texts) if k not in found}
-        if todo and self.text_cache is not None:
-            loaded = self.text_cache.load([h for _, h in todo])
-            self.texts_from_cache += len(loaded)
-            found.update({("", h): _as_f32(v) for h, v in loaded.items()})
-            todo = {k: t for k, t in todo.items() if k not in found}
-        if todo:
-            found.update(self._encode_texts({h: t for (_, h), t in todo.items()}))
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        loaded = 0
+        if missing and load is not None:
+            got = load(missing)
+            loaded = len(got)
+            found.update({k: _as_f32(v) for k, v in got.items()})
+            missing = [k for k in missing if k not in found]
+        if missing:
+            found.update(encode(missing))
         self._remember(found)
-        return np.vstack([found[k] for k in keys]).astype(np.float64)
+        return np.vstack([found[k] for k in keys]).astype(np.float64), loaded
 
     def keep_texts(self, texts: Iterable[str]) -> int:
         """Encode, in one batch, the texts ``text_cache`` holds no vector of, and keep them there;

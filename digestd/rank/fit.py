@@ -287,7 +287,8 @@ def _bare_models(plans: list[_Plan], rows: _Rows, now: dt.datetime, p: Params) -
     later = sp.csr_matrix((0, N_FEATURES))          # a placeholder, replaced for every reader with anchors
     return [UserModel(
         user_id=plan.profile.user_id, params=p, anchors=plan.anchors,
-        pos_sparse=later if plan.anchors else sp.csr_matrix((0, N_FEATURES)), pos_dense=rows.dense[plan.rows].astype(np.float32),
+        pos_sparse=later if plan.anchors else sp.csr_matrix((0, N_FEATURES)),
+        pos_dense=rows.dense[plan.rows].astype(np.float32),
         pos_weight=np.array([a.weight for a in plan.anchors], dtype=float),
         cluster_of=np.zeros(0, dtype=int), neg_sparse=neg, neg_dense=rows.dense[plan.downs].astype(np.float32),
         coef_dense=None, intercept=0.0, keywords=list(plan.profile.keywords),

@@ -155,14 +155,15 @@ class PassPool:
         n = max(self.n, 1)
         with self._lock:
             used = len(self._sims_slot)
-            room = SIMS_CACHE_BYTES // (4 * n) - used
+            capacity = SIMS_CACHE_BYTES // (4 * n)
+            room = capacity - used
             new = [i for i in missing if keys[i] not in self._sims_slot][:max(0, room)]
             if not new:
                 return
             if self._sims is None:
                 # Reserved whole, written row by row: the system backs only the rows written, and
                 # the cache never doubles (a doubling held old and new, 400 MB, for a moment).
-                self._sims = np.empty((used + room, self.n), dtype=np.float32)
+                self._sims = np.empty((capacity, self.n), dtype=np.float32)
             self._sims[used:used + len(new)] = sims[new]
             for j, i in enumerate(new):
                 self._sims_slot[keys[i]] = used + j

@@ -259,7 +259,7 @@ class PaperQueries:
 
 
 class EmbeddingCache:
-    """The database as the ``VectorCache`` of rank.embeddings.PaperEncoder, for one model: a
+    """The database as the ``VectorCache`` of rank.encode_once.PaperEncoder, for one model: a
     vector counts only while the paper's text still hashes the same."""
 
     def __init__(self, store: PaperQueries, model: str) -> None:

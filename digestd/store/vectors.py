@@ -62,7 +62,7 @@ class TextVectorQueries:
 
 
 class TextEmbeddingCache:
-    """The database as the ``TextVectorCache`` of rank.embeddings.PaperEncoder, for one model."""
+    """The database as the ``TextVectorCache`` of rank.encode_once.PaperEncoder, for one model."""
 
     def __init__(self, store: TextVectorQueries, model: str) -> None:
         self.store, self.model = store, model
