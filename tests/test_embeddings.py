@@ -452,34 +452,3 @@ def test_the_vectors_do_not_depend_on_how_texts_are_batched():
     texts = [p.abstract for p in eval_papers(12)] + ["graph spectra", "protein interaction networks"]
     model = embeddings.load_embedder()
     assert np.allclose(model.encode(texts), model.encode(texts, budget=1), atol=1e-6)
-
-
-@real_model
-@pytest.mark.embeddings
-def test_batches_run_side_by_side_give_exactly_the_vectors_of_one_batch_after_another(monkeypatch):
-    texts = [p.abstract for p in eval_papers(12)] + ["graph spectra", "protein interaction networks"]
-    model = embeddings.load_embedder()
-    monkeypatch.setenv("DIGESTD_ENCODE_THREADS", "1")
-    one_by_one = model.encode(texts, budget=1)           # every text its own batch: 14 of them
-    monkeypatch.setenv("DIGESTD_ENCODE_THREADS", "3")
-    side_by_side = model.encode(texts, budget=1)
-    assert np.array_equal(one_by_one, side_by_side)
-
-
-@real_model
-@pytest.mark.embeddings
-def test_an_error_in_one_of_the_batches_run_side_by_side_reaches_the_caller(monkeypatch):
-    model = embeddings.load_embedder()
-    model.load()
-    calls = []
-
-    def failing(session, inputs, encs):
-        calls.append(len(encs))
-        if len(calls) == 2:
-            raise RuntimeError("the second batch failed")
-        return np.ones((len(encs), embeddings.DIM), dtype=np.float32)
-
-    monkeypatch.setattr(embeddings, "_pooled", failing)
-    monkeypatch.setenv("DIGESTD_ENCODE_THREADS", "2")
-    with pytest.raises(RuntimeError, match="second batch"):
-        model.encode([p.abstract for p in eval_papers(6)], budget=1)

