@@ -285,12 +285,13 @@ def _bare_models(plans: list[_Plan], rows: _Rows, now: dt.datetime, p: Params) -
     interests and linear model still to come."""
     neg_sparse = _split(rows.sparse, [plan.downs for plan in plans])
     later = sp.csr_matrix((0, N_FEATURES))          # a placeholder, replaced for every reader with anchors
+    dense = rows.dense.astype(np.float32)           # as models keep them: cast once, not per reader
     return [UserModel(
         user_id=plan.profile.user_id, params=p, anchors=plan.anchors,
         pos_sparse=later if plan.anchors else sp.csr_matrix((0, N_FEATURES)),
-        pos_dense=rows.dense[plan.rows].astype(np.float32),
+        pos_dense=dense[plan.rows],
         pos_weight=np.array([a.weight for a in plan.anchors], dtype=float),
-        cluster_of=np.zeros(0, dtype=int), neg_sparse=neg, neg_dense=rows.dense[plan.downs].astype(np.float32),
+        cluster_of=np.zeros(0, dtype=int), neg_sparse=neg, neg_dense=dense[plan.downs],
         coef_dense=None, intercept=0.0, keywords=list(plan.profile.keywords),
         known_keys=frozenset(plan.voted | {a.key for a in plan.anchors if a.key}), trained_at=now,
     ) for plan, neg in zip(plans, neg_sparse)]

@@ -141,21 +141,6 @@ def dumps(model: UserModel) -> bytes:
 def loads(blob: bytes, user_id: str | None = None) -> UserModel:
     """The model in ``blob``; ``StoredModelError`` when another version wrote it or it is damaged.
     Only digestd writes these blobs (into its own database), so unpickling them is safe."""
-    return _unpickle(blob, user_id)
-
-
-def loads_many(blobs: Sequence[tuple[str, bytes]]) -> dict[str, UserModel | StoredModelError]:
-    """``loads`` for a batch of (user id, blob). A blob that cannot be read maps to its ``StoredModelError``."""
-    out: dict[str, UserModel | StoredModelError] = {}
-    for uid, blob in blobs:
-        try:
-            out[uid] = _unpickle(blob, uid)
-        except StoredModelError as e:
-            out[uid] = e
-    return out
-
-
-def _unpickle(blob: bytes, user_id: str | None) -> UserModel:
     try:
         # Earlier releases compressed the pickle; a pickle starts with its protocol opcode.
         model = pickle.loads(blob if blob[:1] == b"\x80" else zlib.decompress(blob))
@@ -173,6 +158,17 @@ def _unpickle(blob: bytes, user_id: str | None) -> UserModel:
     if keys is not None and [len(k) for k in keys] == [model.pos_sparse.shape[0], model.neg_sparse.shape[0]]:
         remember_row_keys(model, *keys)
     return model
+
+
+def loads_many(blobs: Sequence[tuple[str, bytes]]) -> dict[str, UserModel | StoredModelError]:
+    """``loads`` for a batch of (user id, blob). A blob that cannot be read maps to its ``StoredModelError``."""
+    out: dict[str, UserModel | StoredModelError] = {}
+    for uid, blob in blobs:
+        try:
+            out[uid] = loads(blob, uid)
+        except StoredModelError as e:
+            out[uid] = e
+    return out
 
 
 def dumps_space(space: FeatureSpace) -> bytes:
